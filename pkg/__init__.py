@@ -1,0 +1,1 @@
+"""kubelab: a Kubernetes written in Python in which every part is real."""
