@@ -61,6 +61,8 @@ class Kind:
     scale: ScaleSpec | None = None
     #: pods: DELETE sets deletionTimestamp and the kubelet finishes it
     graceful_delete: bool = False
+    #: DELETE answers the deleted object (upstream's ReturnDeletedObject) instead of a Success Status
+    return_deleted: bool = False
     #: default propagationPolicy on DELETE (upstream: Background for most, Orphan for some legacy kinds)
     default_propagation: str = "Background"
     #: storage key segment (the plural for built-ins; "<group>/<plural>" for custom resources)

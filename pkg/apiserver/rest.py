@@ -383,11 +383,13 @@ class ResourceHandler:
         if not isinstance(obj, dict):
             raise status.bad_request("the body of the request was in an unknown format - accepted media types "
                                      "include: application/json, application/yaml")
-        kind = obj.get("kind")
-        api_version = obj.get("apiVersion")
-        if not kind:
+        # a typed endpoint defaults what the body leaves out, as upstream's decoder does
+        kind = obj.setdefault("kind", k.kind) or k.kind
+        api_version = obj.get("apiVersion") or k.api_version
+        if not isinstance(kind, str) or not isinstance(api_version, str):
             raise status.bad_request(f"Object 'Kind' is missing in '{json.dumps(obj)[:200]}'")
-        if api_version and api_version != k.api_version or kind != k.kind:
+        obj["kind"] = kind
+        if api_version != k.api_version or kind != k.kind:
             raise status.bad_request(f'{kind} in version "{api_version}" cannot be handled as a {k.kind}: '
                                      f'no kind "{kind}" is registered for version "{api_version}" '
                                      f'in scheme "k8s.io/apimachinery@v1.36.0/pkg/runtime/scheme.go"'
@@ -864,7 +866,7 @@ class ResourceHandler:
                     result.clear()
                     continue
                 await self.admission.after_delete(k, deleted)
-                if k.graceful_delete or k.plural in ("services", "namespaces"):
+                if k.return_deleted:
                     return codec.json_response(deleted)
                 md = deleted["metadata"]
                 return codec.json_response(status.success_status(

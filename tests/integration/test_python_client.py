@@ -155,6 +155,7 @@ def test_watch_resumes_across_apiserver_restart(k8s, namespace, control_plane):
     core = client.CoreV1Api(k8s)
     rv = core.list_namespaced_config_map(namespace).metadata.resource_version
     events: list[tuple[str, str, str]] = []
+    errors: list[str] = []
     done = threading.Event()
 
     def watcher():
@@ -167,7 +168,8 @@ def test_watch_resumes_across_apiserver_restart(k8s, namespace, control_plane):
                     o = ev["object"]
                     last = o.metadata.resource_version
                     events.append((ev["type"], o.metadata.name, o.data.get("v") if o.data else None))
-            except Exception:
+            except Exception as e:  # the apiserver is down or restarting: resume from `last`
+                errors.append(f"{time.monotonic():.1f} {type(e).__name__}: {str(e)[:200]}")
                 time.sleep(0.2)
 
     t = threading.Thread(target=watcher, daemon=True)
@@ -185,7 +187,7 @@ def test_watch_resumes_across_apiserver_restart(k8s, namespace, control_plane):
     done.set()
     t.join(15)
     added = [e[1] for e in events if e[0] == "ADDED"]
-    assert sorted(added) == sorted(f"w{i}" for i in range(20)), events
+    assert sorted(added) == sorted(f"w{i}" for i in range(20)), (events, errors)
     assert len(added) == 20
     assert [e for e in events if e[0] == "MODIFIED"] == [("MODIFIED", "w3", "33")]
     assert [e[1] for e in events if e[0] == "DELETED"] == ["w4"]
