@@ -69,6 +69,8 @@ class Kind:
     storage: str = ""
     #: custom resources: the CRD's version entry (schema, printer columns) and the CRD itself
     crd: dict | None = None
+    #: drops fields the kind does not know; returns (pruned object, dotted paths of what was dropped)
+    prune: Callable[[dict], "tuple[dict, list[str]]"] | None = None
     #: a readable description for OpenAPI and explain
     description: str = ""
     #: fields that cannot change after create, dotted paths (checked generically)

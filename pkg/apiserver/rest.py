@@ -54,6 +54,13 @@ class Req:
     sub: str | None
 
 
+def _view(k: Kind, obj: dict) -> dict:
+    """An object as seen through k's version: custom resources are stored once for all their versions."""
+    if k.crd is not None and obj.get("apiVersion") != k.api_version:
+        return {**obj, "apiVersion": k.api_version}
+    return obj
+
+
 def _dry_run(q) -> bool:
     vals = q.getall("dryRun", [])
     for val in vals:
@@ -139,7 +146,7 @@ class ResourceHandler:
         if codec.wants_table(request) and r.sub is None:
             return codec.json_response(tables.table(r.kind, [obj], obj["metadata"].get("resourceVersion", ""),
                                                     request.query.get("includeObject")))
-        return codec.json_response(obj)
+        return codec.json_response(_view(r.kind, obj))
 
     def predicate(self, request: web.Request, r: Req) -> Callable[[dict], bool] | None:
         q = request.query
@@ -260,7 +267,7 @@ class ResourceHandler:
                 md["remainingItemCount"] = remaining
         body = b"".join([b'{"kind":"', k.list_kind.encode(), b'","apiVersion":"', k.api_version.encode(),
                          b'","metadata":', codec.dumps(md), b',"items":[',
-                         b",".join(codec.dumps(o) for o in items), b"]}"])
+                         b",".join(codec.dumps(_view(k, o)) for o in items), b"]}"])
         return web.Response(body=body, content_type="application/json")
 
     async def watch(self, request: web.Request, r: Req, single: bool = False) -> web.StreamResponse:
@@ -325,7 +332,7 @@ class ResourceHandler:
                     md["annotations"] = {"k8s.io/initial-events-end": "true"}
                 obj = {"kind": k.kind, "apiVersion": k.api_version, "metadata": md}
             else:
-                obj = item[1]
+                obj = _view(k, item[1])
                 if as_table:
                     t = tables.table(k, [obj], obj["metadata"].get("resourceVersion", ""),
                                      q.get("includeObject"), columns=first_table[0])
@@ -402,14 +409,21 @@ class ResourceHandler:
                                      f'v1.ObjectMeta')
         return obj
 
-    def _unknown_fields(self, obj: dict, mode: str, warnings: list[str]) -> None:
+    def _unknown_fields(self, k: Kind, obj: dict, mode: str, warnings: list[str]) -> None:
+        """Prune fields the kind does not know; Strict refuses them, Warn reports them (as upstream)."""
         md = obj.get("metadata") or {}
-        unknown = [f for f in md if f not in OBJECT_META_FIELDS]
+        unknown = [f"metadata.{f}" for f in md if f not in OBJECT_META_FIELDS]
         for f in unknown:
-            del md[f]
+            del md[f[len("metadata."):]]
+        if k.prune is not None:
+            pruned, more = k.prune(obj)
+            if more:
+                obj.clear()
+                obj.update(pruned)
+                unknown += more
         if not unknown:
             return
-        msgs = [f'unknown field "metadata.{f}"' for f in unknown]
+        msgs = [f'unknown field "{f}"' for f in unknown]
         if mode == "Strict":
             raise status.bad_request("strict decoding error: " + ", ".join(msgs))
         if mode == "Warn":
@@ -469,7 +483,7 @@ class ResourceHandler:
         warnings: list[str] = []
         obj = self._check_type(k, body if body is not None else await codec.read_body(request))
         self._check_meta_types(k, obj)
-        self._unknown_fields(obj, fv, warnings)
+        self._unknown_fields(k, obj, fv, warnings)
         md = meta(obj)
         if k.namespaced:
             ns = md.get("namespace")
@@ -553,11 +567,12 @@ class ResourceHandler:
         k = r.kind
 
         async def fn(cur: dict) -> dict | None:
+            cur["apiVersion"] = k.api_version
             old = copy.deepcopy(cur)
             new = mutate(cur)
             new = self._check_type(k, new)
             self._check_meta_types(k, new)
-            self._unknown_fields(new, fv, warnings)
+            self._unknown_fields(k, new, fv, warnings)
             nmd = meta(new)
             if precondition_from_body:
                 rv = nmd.get("resourceVersion")

@@ -19,6 +19,7 @@ from . import codec, discovery, openapi, status
 from .admission import Admission
 from .allocators import NodePortAllocator, ServiceIPAllocator, owner_of, service_ports_of
 from .bootstrap import bootstrap
+from .crds import CRDController
 from .rest import Req, ResourceHandler
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class APIServer:
         self.node_ports = NodePortAllocator(self.store, cfg.service_node_port_range)
         self.admission = Admission(self.cacher, self.service_ips, self.node_ports)
         self.handler = ResourceHandler(self.store, self.cacher, self.registry, self.admission)
+        self.crds = CRDController(self.store, self.cacher, self.registry)
         self.ready = False
         self._openapi: tuple[int, dict] | None = None
         self.runner: web.AppRunner | None = None
@@ -293,6 +295,8 @@ class APIServer:
                 await asyncio.sleep(0.5)
         await bootstrap(self)
         await self.repair_allocations()
+        self.crds.sync_all_now()
+        await self.crds.start()
         self.ready = True
         ssl_ctx = self._ssl()
         self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
@@ -329,6 +333,7 @@ class APIServer:
     async def stop(self) -> None:
         if self.runner is not None:
             await self.runner.cleanup()
+        await self.crds.stop()
         await self.cacher.stop()
         await self.store.close()
 

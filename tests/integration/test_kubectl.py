@@ -192,8 +192,8 @@ def test_errors_are_upstream_statuses(kubectl, namespace):
     bad = DEPLOY.replace("name: nginx\n", "name: Bad_Name\n")
     r = kubectl.run("apply", "-n", namespace, "-f", "-", input=bad, check=False)
     assert r.returncode == 1
-    assert 'Deployment.apps "web" is invalid: spec.template.spec.containers[0].name: Invalid value: "Bad_Name"' \
-        in r.stderr
+    assert r.stderr.startswith('The Deployment "web" is invalid: spec.template.spec.containers[0].name: '
+                               'Invalid value: "Bad_Name": a lowercase RFC 1123 label must consist of'), r.stderr
     r = kubectl.run("create", "configmap", "x", "-n", "no-such-ns", check=False)
     assert 'namespaces "no-such-ns" not found' in r.stderr
 

@@ -3,6 +3,7 @@ certificates and apiextensions (whose CustomResourceDefinitions add kinds at run
 from __future__ import annotations
 
 from .. import validation as v
+from ..crd import validate_crd, validate_crd_update
 from ..registry import Kind, ScaleSpec
 
 
@@ -66,6 +67,28 @@ def _endpointslice_validate(es: dict) -> list:
     return errs
 
 
+def _crd_create(crd: dict) -> None:
+    """Custom resources are cleaned up before their CRD goes: the finalizer is there from the start."""
+    fins = crd.setdefault("metadata", {}).setdefault("finalizers", [])
+    if "customresourcecleanup.apiextensions.k8s.io" not in fins:
+        fins.append("customresourcecleanup.apiextensions.k8s.io")
+    crd["status"] = {}
+
+
+def _crd_defaults(crd: dict) -> None:
+    spec = crd.get("spec")
+    if not isinstance(spec, dict):
+        return
+    names = spec.get("names")
+    if isinstance(names, dict) and names.get("kind"):
+        names.setdefault("singular", names["kind"].lower())
+        names.setdefault("listKind", names["kind"] + "List")
+    for ver in spec.get("versions") or []:
+        if isinstance(ver, dict):
+            ver.setdefault("served", True)
+    spec.setdefault("conversion", {"strategy": "None"})
+
+
 def _hpa_defaults(h: dict) -> None:
     spec = h.setdefault("spec", {})
     if isinstance(spec, dict):
@@ -99,7 +122,9 @@ KINDS = [
          validate=_required("spec.request", "spec.signerName"),
          field_selectors={"spec.signerName": lambda o: str((o.get("spec") or {}).get("signerName", ""))}),
     Kind("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False,
-         short_names=("crd", "crds"), categories=("api-extensions",), subresources=("status",)),
+         short_names=("crd", "crds"), categories=("api-extensions",), subresources=("status",),
+         validate=validate_crd, validate_update=validate_crd_update, generation=True,
+         defaults=_crd_defaults, prepare_create=_crd_create),
 ]
 
 __all__ = ["KINDS", "ScaleSpec"]
