@@ -228,3 +228,70 @@ def test_describe_and_auth_whoami(kubectl, namespace):
     out = kubectl("auth", "whoami")
     assert re.search(r"Username\s+kubernetes-admin", out)
     assert re.search(r"Groups\s+\[system:masters system:authenticated\]", out)
+
+
+NODE = """
+apiVersion: v1
+kind: Node
+metadata:
+  name: {name}
+  labels: {{kubernetes.io/hostname: {name}, node-role.kubernetes.io/worker: ""}}
+spec:
+  podCIDR: 10.244.7.0/24
+"""
+
+POD = """
+apiVersion: v1
+kind: Pod
+metadata:
+  name: p1
+  labels: {{app: p}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: c
+    image: nginx:1.25
+    ports: [{{containerPort: 80}}]
+"""
+
+
+def test_pods_nodes_wide_describe_and_get_all(kubectl, namespace):
+    import uuid
+    node = f"node-{uuid.uuid4().hex[:6]}"
+    kubectl("apply", "-f", "-", input=NODE.format(name=node))
+    kubectl("apply", "-n", namespace, "-f", "-", input=POD.format(node=node))
+    out = kubectl("get", "pods", "-n", namespace, "-o", "wide")
+    header = out.splitlines()[0].split()
+    assert header == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS",
+                      "GATES"]
+    row = out.splitlines()[1].split()
+    assert row[:4] == ["p1", "0/1", "Pending", "0"] and row[5:7] == ["<none>", node]
+    nodes = kubectl("get", "nodes", "-o", "wide")
+    assert nodes.splitlines()[0].split()[:5] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    nrow = [line for line in nodes.splitlines() if line.startswith(node)][0].split()
+    assert nrow[1:3] == ["Unknown", "worker"]
+    d = kubectl("describe", "pod", "p1", "-n", namespace)
+    assert re.search(r"^Node:\s+" + node + "/", d, re.M)
+    assert re.search(r"^Status:\s+Pending$", d, re.M)
+    assert re.search(r"^QoS Class:\s+BestEffort$", d, re.M)
+    assert re.search(r"node\.kubernetes\.io/not-ready:NoExecute op=Exists for 300s", d)
+    dn = kubectl("describe", "node", node)
+    assert re.search(r"^Name:\s+" + node + "$", dn, re.M)
+    assert re.search(r"^PodCIDR:\s+10\.244\.7\.0/24$", dn, re.M)
+    assert re.search(r"^\s+" + namespace + r"\s+p1\s", dn, re.M), dn  # its pods, listed by field selector
+    kubectl("create", "-n", namespace, "-f", "-", input=(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  selector: {app: p}\n  ports:\n  - port: 80\n"))
+    everything = kubectl("get", "all", "-n", namespace)
+    assert "pod/p1" in everything and "service/s" in everything
+    assert kubectl("delete", "node", node).strip() == f'node "{node}" deleted'
+
+
+def test_events_listed_by_involved_object(kubectl, namespace):
+    ev = ("apiVersion: v1\nkind: Event\nmetadata:\n  name: e1\ninvolvedObject:\n  kind: Pod\n  name: p9\n"
+          f"  namespace: {namespace}\nreason: Testing\nmessage: hello there\ntype: Warning\n")
+    kubectl("create", "-n", namespace, "-f", "-", input=ev)
+    out = kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=p9,type=Warning")
+    assert out.splitlines()[0].split()[:4] == ["LAST", "SEEN", "TYPE", "REASON"]
+    assert "hello there" in out and "pod/p9" in out
+    none = kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=other")
+    assert "hello there" not in none
