@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from ..api.protobuf import ProtobufError, decode_body
 from . import status
 
 MAX_BODY = 3 * 1024 * 1024
@@ -24,7 +25,11 @@ async def read_body(request: web.Request) -> Any:
         raise status.too_large("the request is too large: limit is 3145728 bytes")
     ctype = (request.content_type or "application/json").lower()
     if "protobuf" in ctype or raw[:4] == b"k8s\x00":
-        raise status.unsupported_media(ctype)
+        # typed client-go clients (kubectl create <thing>, auth, drain) send protobuf bodies
+        try:
+            return decode_body(raw)
+        except ProtobufError as e:
+            raise status.bad_request(str(e))
     if "cbor" in ctype:
         raise status.unsupported_media(ctype)
     if not raw.strip():
