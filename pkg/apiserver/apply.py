@@ -1,9 +1,9 @@
-"""Server-side apply (application/apply-patch+yaml).
+"""Server-side apply (application/apply-patch+yaml) on the managed-fields engine.
 
-This first cut creates the object when it is missing and otherwise merges the applied
-configuration into the live object (strategic merge for built-in kinds, merge patch for
-custom resources), recording an Apply entry for the field manager. Field ownership
-(fieldsV1, conflicts and removal of fields a manager stops applying) is not tracked yet.
+The applied configuration is merged into the live object by pkg/api/managedfields (field
+ownership per manager, conflicts unless force, removal of fields a manager stops applying),
+then goes through the same update pipeline as any write (defaults, validation, admission,
+optimistic concurrency). A missing object is created.
 """
 from __future__ import annotations
 
@@ -11,49 +11,64 @@ import copy
 
 from aiohttp import web
 
-from ..api.patch import PatchError, apply_merge_patch, apply_strategic_merge_patch
+from ..api import managedfields
 from ..api.patchmeta import root_type_for
 from . import codec, status
+from .objects import now_rfc3339
+
+
+def _bool(q, name: str) -> bool:
+    return str(q.get(name, "")).lower() in ("true", "1")
 
 
 async def server_side_apply(h, request: web.Request, r, body, dry: bool) -> web.StreamResponse:
     from .rest import Req
     k = r.kind
-    manager = request.query.get("fieldManager")
+    q = request.query
+    manager = q.get("fieldManager")
     if not manager:
         raise status.bad_request("PATCH requests with apply content type require fieldManager to be set")
+    force = _bool(q, "force")
     if not isinstance(body, dict):
         raise status.bad_request("error decoding YAML: the applied configuration must be an object")
     applied = h._check_type(k, copy.deepcopy(body))
     md = applied.setdefault("metadata", {})
+    if not isinstance(md, dict):
+        raise status.bad_request("metadata must be an object")
     if md.get("name") not in (None, r.name):
         raise status.bad_request(f"the name of the object ({md.get('name')}) does not match the name on the URL "
                                  f"({r.name})")
     md["name"] = r.name
+    if k.namespaced and md.get("namespace") not in (None, r.namespace):
+        raise status.bad_request("the namespace of the provided object does not match the namespace sent on the "
+                                 "request")
+    root = root_type_for(k.group, k.kind)
+    sub = r.sub or ""
+    ignore_status = k.has_status and sub != "status"
+
+    def merged(live: dict | None) -> dict:
+        try:
+            return managedfields.apply(live, applied, manager=manager, api_version=k.api_version, root_type=root,
+                                       force=force, now=now_rfc3339(), subresource=sub, ignore_status=ignore_status)
+        except managedfields.ApplyConflict as e:
+            st = e.to_status()
+            raise status.StatusError(409, "Conflict", st["message"], st.get("details"))
+        except managedfields.FieldManagerError as e:
+            raise status.bad_request(str(e))
 
     async def create():
-        obj = copy.deepcopy(applied)
+        obj = merged(None)
         if k.namespaced:
             obj["metadata"]["namespace"] = r.namespace
         created = await h._create_obj(request, r, obj, dry, None)
-        h._record_manager(created, manager, "Apply", k)
         return codec.json_response(created, 201)
 
-    root = root_type_for(k.group, k.kind)
-
     def mutate(cur: dict) -> dict:
-        patch = copy.deepcopy(applied)
-        patch.get("metadata", {}).pop("resourceVersion", None)
-        try:
-            if root is not None:
-                new = apply_strategic_merge_patch(cur, patch, root)
-            else:
-                new = apply_merge_patch(cur, patch)
-        except PatchError as e:
-            raise status.from_patch_error(e)
-        h._record_manager(new, manager, "Apply", k, r.sub or "")
-        return new
+        rv = md.get("resourceVersion")
+        if rv and rv != cur["metadata"].get("resourceVersion"):
+            raise status.conflict(k.group, k.plural, r.name)
+        return merged(cur)
 
-    sub_req = Req(k, r.namespace, r.name, r.sub)
-    return await h._guaranteed(request, sub_req, mutate, dry=dry, sub=r.sub, precondition_from_body=False,
-                               create_if_missing=create if r.sub is None else None)
+    return await h._guaranteed(request, Req(k, r.namespace, r.name, r.sub), mutate, dry=dry, sub=r.sub,
+                               precondition_from_body=False, create_if_missing=create if r.sub is None else None,
+                               track_manager=False)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from ..api import managedfields
 from ..api import validation as v
 from ..api.patch import PatchError, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from ..api.patchmeta import root_type_for
@@ -59,6 +60,17 @@ def _view(k: Kind, obj: dict) -> dict:
     if k.crd is not None and obj.get("apiVersion") != k.api_version:
         return {**obj, "apiVersion": k.api_version}
     return obj
+
+
+def field_manager(request: web.Request) -> str:
+    """fieldManager, or upstream's default: the User-Agent up to its first '/'."""
+    m = request.query.get("fieldManager")
+    if m:
+        if len(m) > 128:
+            raise status.invalid("meta.k8s.io", "UpdateOptions", "", [v.too_long("fieldManager", m, 128)])
+        return m
+    ua = request.headers.get("User-Agent", "")
+    return (ua.split("/", 1)[0] or "unknown")[:128]
 
 
 def _dry_run(q) -> bool:
@@ -498,7 +510,7 @@ class ResourceHandler:
         if not md.get("name") and not md.get("generateName"):
             raise status.invalid(k.group, k.kind, "", [v.required("metadata.name", "name or generateName is "
                                                                                   "required")])
-        created = await self._create_obj(request, r, obj, dry, q.get("fieldManager"))
+        created = await self._create_obj(request, r, obj, dry, field_manager(request))
         return codec.json_response(created, 201, self._warning_headers(warnings))
 
     async def _create_obj(self, request, r: Req, obj: dict, dry: bool, manager: str | None) -> dict:
@@ -524,7 +536,7 @@ class ResourceHandler:
         self._validate(k, obj, None)
         await self.admission.validate(request, k, obj, None, "CREATE")
         if manager is not None:
-            self._record_manager(obj, manager, "Update", k)
+            obj = self._track(k, None, obj, manager, "")
         if dry:
             return obj
         release = await self.admission.allocate(k, obj, None)
@@ -543,17 +555,14 @@ class ResourceHandler:
                 raise
         raise AssertionError("unreachable")
 
-    def _record_manager(self, obj: dict, manager: str, operation: str, k: Kind, subresource: str = "") -> None:
-        md = meta(obj)
-        mf = [e for e in (md.get("managedFields") or []) if isinstance(e, dict)
-              and not (e.get("manager") == manager and e.get("operation") == operation
-                       and e.get("subresource", "") == subresource)]
-        entry = {"manager": manager, "operation": operation, "apiVersion": k.api_version, "time": now_rfc3339(),
-                 "fieldsType": "FieldsV1"}
-        if subresource:
-            entry["subresource"] = subresource
-        mf.append(entry)
-        md["managedFields"] = mf
+    def _track(self, k: Kind, old: dict | None, new: dict, manager: str, subresource: str) -> dict:
+        """Give manager the fields this write changed (metadata.managedFields, as upstream)."""
+        try:
+            return managedfields.update(old, new, manager=manager, api_version=k.api_version,
+                                        root_type=root_type_for(k.group, k.kind), now=now_rfc3339(),
+                                        subresource=subresource, ignore_status=k.has_status and subresource != "status")
+        except managedfields.FieldManagerError as e:
+            raise status.bad_request(str(e))
 
     def _warning_headers(self, warnings: list[str]) -> dict | None:
         if not warnings:
@@ -624,20 +633,20 @@ class ResourceHandler:
             self._validate(k, new, old)
             await self.admission.validate(request, k, new, old, "UPDATE")
             if manager is not None:
-                self._record_manager(new, manager, "Update", k, sub or "")
+                new = self._track(k, old, new, manager, sub or "")
             # an object whose deletion waits only for finalizers goes away when the last is removed
             return new
         return fn
 
     async def _guaranteed(self, request, r: Req, mutate, *, dry: bool, sub: str | None = None,
-                          precondition_from_body: bool = True, create_if_missing: Callable | None = None
-                          ) -> web.Response:
+                          precondition_from_body: bool = True, create_if_missing: Callable | None = None,
+                          track_manager: bool = True) -> web.Response:
         q = request.query
         k = r.kind
         fv = _field_validation(q)
         warnings: list[str] = []
-        fn = self._update_fn(request, r, mutate, sub=sub, manager=q.get("fieldManager"), warnings=warnings,
-                             fv=fv, precondition_from_body=precondition_from_body)
+        fn = self._update_fn(request, r, mutate, sub=sub, manager=field_manager(request) if track_manager else None,
+                             warnings=warnings, fv=fv, precondition_from_body=precondition_from_body)
         key = k.key(r.namespace, r.name)
         try:
             if dry:

@@ -162,24 +162,40 @@ def test_annotate_patch_scale_edit(kubectl, namespace):
 def test_delete_with_wait(kubectl, namespace):
     kubectl("create", "configmap", "gone", "-n", namespace)
     out = kubectl("delete", "configmap", "gone", "-n", namespace, "--wait=true", "--timeout=20s")
-    assert out.strip() == 'configmap "gone" deleted'
+    assert out.strip() == f'configmap "gone" deleted from {namespace} namespace'
     r = kubectl.run("get", "configmap", "gone", "-n", namespace, check=False)
     assert r.returncode == 1 and 'configmaps "gone" not found' in r.stderr
     # a pod never scheduled is deleted at once (no kubelet has to finish it)
     kubectl("run", "lone", "--image=busybox", "-n", namespace, "--restart=Never")
     out = kubectl("delete", "pod", "lone", "-n", namespace, "--wait=true", "--timeout=20s")
-    assert out.strip() == 'pod "lone" deleted'
+    assert out.strip() == f'pod "lone" deleted from {namespace} namespace'
 
 
 def test_server_side_apply_creates_then_updates(kubectl, namespace):
-    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: '1'\n"
+    cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: '1'\n  b: '1'\n"
     out = kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=cm)
     assert out.strip() == "configmap/ssa serverside-applied"
-    out = kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=cm.replace("'1'", "'2'"))
+    # dropping a field this manager applied removes it; changing one updates it
+    out = kubectl("apply", "--server-side", "-n", namespace, "-f", "-",
+                  input="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: '2'\n")
     assert out.strip() == "configmap/ssa serverside-applied"
-    got = kubectl.json("get", "cm", "ssa", "-n", namespace)
+    got = kubectl.json("get", "cm", "ssa", "-n", namespace, "--show-managed-fields")
     assert got["data"] == {"a": "2"}
-    assert any(m["manager"] == "kubectl" and m["operation"] == "Apply" for m in got["metadata"]["managedFields"])
+    entries = {(m["manager"], m["operation"]): m for m in got["metadata"]["managedFields"]}
+    assert entries[("kubectl", "Apply")]["fieldsV1"] == {"f:data": {"f:a": {}}}
+
+
+def test_server_side_apply_conflicts_and_force(kubectl, namespace):
+    kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=DEPLOY)
+    # another manager takes spec.replicas
+    kubectl("scale", "deploy", "web", "-n", namespace, "--replicas=5")
+    r = kubectl.run("apply", "--server-side", "-n", namespace, "-f", "-", input=DEPLOY, check=False)
+    assert r.returncode == 1
+    assert 'Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: ' \
+           '.spec.replicas' in r.stderr or 'conflict with "kubectl-scale"' in r.stderr, r.stderr
+    out = kubectl("apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-", input=DEPLOY)
+    assert out.strip() == "deployment.apps/web serverside-applied"
+    assert kubectl.json("get", "deploy", "web", "-n", namespace)["spec"]["replicas"] == 2
 
 
 def test_errors_are_upstream_statuses(kubectl, namespace):
@@ -188,7 +204,11 @@ def test_errors_are_upstream_statuses(kubectl, namespace):
     assert r.stderr.strip() == 'Error from server (NotFound): deployments.apps "nope" not found'
     kubectl("create", "configmap", "dup", "-n", namespace)
     r = kubectl.run("create", "configmap", "dup", "-n", namespace, check=False)
-    assert r.stderr.strip() == 'Error from server (AlreadyExists): configmaps "dup" already exists'
+    assert r.stderr.strip() == 'error: failed to create configmap: configmaps "dup" already exists'
+    r = kubectl.run("create", "-n", namespace, "-f", "-", check=False,
+                    input="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dup\n")
+    assert r.stderr.strip() == 'Error from server (AlreadyExists): error when creating "STDIN": configmaps "dup" ' \
+                               'already exists'
     bad = DEPLOY.replace("name: nginx\n", "name: Bad_Name\n")
     r = kubectl.run("apply", "-n", namespace, "-f", "-", input=bad, check=False)
     assert r.returncode == 1
