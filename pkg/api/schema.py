@@ -7,8 +7,8 @@ package (``package apps/v1``)::
       spec DeploymentSpec  Desired behaviour of the Deployment.
 
 A header line (no indent) names a type, optionally marks it as an API ``kind`` (which adds
-``apiVersion``, ``kind`` and ``metadata``, the group-version-kind extension and a
-``<Kind>List`` type), and gives its description.  Each indented line is a field:
+``apiVersion``, ``kind`` and ``metadata``, the group-version-kind extension and, unless
+``kind without list`` is written, a ``<Kind>List`` type), and gives its description.  Each indented line is a field:
 ``name[*] type description`` where ``*`` marks a required field and ``type`` is one of
 
 * ``string``, ``boolean``, ``int32``, ``int64``, ``number``, ``byte`` (base64 string),
@@ -98,7 +98,7 @@ _PRIMITIVES = {
     "object": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
 }
 
-_ENVELOPE_DOC = {
+ENVELOPE_DOC = {
     "apiVersion": "The versioned schema of this object (group/version, or v1 for the core group).",
     "kind": "The REST kind of this object, in CamelCase (e.g. Pod). Set by clients; cannot be updated.",
     "metadata": "Standard object metadata: name, namespace, labels, annotations, owners and more.",
@@ -123,6 +123,7 @@ class TypeDecl:
     description: str
     fields: list[Field] = field(default_factory=list)
     kind: bool = False
+    has_list: bool = True   # kinds: whether a <Kind>List type is generated
 
     @property
     def package(self) -> str:
@@ -158,7 +159,7 @@ def gvk_of(name: str) -> dict:
 
 # --- parsing ------------------------------------------------------------------------------------
 
-_HEADER = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9]*)(?P<kind> kind)?:\s*(?P<doc>.*)$")
+_HEADER = re.compile(r"^(?P<name>[A-Z][A-Za-z0-9]*)(?P<kind> kind(?P<nolist> without list)?)?:\s*(?P<doc>.*)$")
 
 
 def parse(text: str) -> list[TypeDecl]:
@@ -177,7 +178,8 @@ def parse(text: str) -> list[TypeDecl]:
             m = _HEADER.match(line)
             if not m or not pkg:
                 raise SchemaError(f"line {lineno}: bad type header: {line!r}")
-            cur = TypeDecl(f"{pkg}.{m['name']}", m["doc"].strip(), kind=bool(m["kind"]))
+            cur = TypeDecl(f"{pkg}.{m['name']}", m["doc"].strip(), kind=bool(m["kind"]),
+                           has_list=not m["nolist"])
             out.append(cur)
             continue
         if cur is None:
@@ -201,9 +203,9 @@ def declarations() -> dict[str, TypeDecl]:
             if d.name in decls or d.name in _SPECIAL:
                 raise SchemaError(f"type {d.name} declared twice")
             decls[d.name] = d
-    for d in [d for d in decls.values() if d.kind]:
+    for d in [d for d in decls.values() if d.kind and d.has_list]:
         pkg, short = split_name(d.name)
-        lst = TypeDecl(f"{pkg}.{short}List", f"A list of {short} objects.", kind=True)
+        lst = TypeDecl(f"{pkg}.{short}List", f"A list of {short} objects.", kind=True, has_list=False)
         lst.fields = [Field("items", f"[]{d.name}", f"The {short} objects.", True),
                       Field("metadata", "meta/v1.ListMeta",
                             "Standard list metadata: resourceVersion and the continue token.")]
@@ -256,7 +258,7 @@ def _type_schema(expr: str, package: str) -> dict:
         return {"type": "object", "additionalProperties": _type_schema(expr[len("map[string]"):], package)}
     m = re.fullmatch(r"string\{(.*)\}", expr)
     if m:
-        return {"type": "string", "enum": m.group(1).split(",")}
+        return {"type": "string", "enum": ["" if v == '""' else v for v in m.group(1).split(",")]}
     if expr in _PRIMITIVES:
         return dict(_PRIMITIVES[expr])
     return {"$ref": V3_PREFIX + published_name(resolve(expr, package))}
@@ -284,9 +286,9 @@ def _field_schema(owner: TypeDecl, f: Field) -> dict:
 
 
 def _envelope(d: TypeDecl) -> list[Field]:
-    fields = [Field("apiVersion", "string", _ENVELOPE_DOC["apiVersion"]),
-              Field("kind", "string", _ENVELOPE_DOC["kind"]),
-              Field("metadata", "meta/v1.ObjectMeta", _ENVELOPE_DOC["metadata"])]
+    fields = [Field("apiVersion", "string", ENVELOPE_DOC["apiVersion"]),
+              Field("kind", "string", ENVELOPE_DOC["kind"]),
+              Field("metadata", "meta/v1.ObjectMeta", ENVELOPE_DOC["metadata"])]
     names = {f.name for f in d.fields}
     return [f for f in fields if f.name not in names] + d.fields
 

@@ -59,6 +59,29 @@ Condition: One aspect of an object's current state, in the standard condition sh
   reason* string  CamelCase machine-readable cause of the last transition.
   status* string{False,True,Unknown}  Status of the condition.
   type* string  Type of the condition, in CamelCase.
+
+Status: The result of an operation that returns no object, and of every failed request.
+  apiVersion string  v1.
+  code int32  HTTP status code of the result.
+  details StatusDetails  Extra data about the result (the object, causes of a failure).
+  kind string  Status.
+  message string  Human-readable description of the result.
+  metadata ListMeta  Standard list metadata.
+  reason string  Machine-readable reason (NotFound, AlreadyExists, Conflict, Invalid, ...).
+  status string{Failure,Success}  Outcome of the operation.
+
+StatusDetails: Details of a Status.
+  causes []StatusCause  Individual causes of a failure (for Invalid: one per field).
+  group string  API group of the object concerned.
+  kind string  Kind of the object concerned.
+  name string  Name of the object concerned.
+  retryAfterSeconds int32  Seconds to wait before retrying.
+  uid string  UID of the object concerned.
+
+StatusCause: One cause of a failure.
+  field string  Path of the field that caused it (e.g. spec.containers[0].image).
+  message string  Human-readable description of the cause.
+  reason string  Machine-readable reason (FieldValueRequired, FieldValueInvalid, ...).
 """
 
 SOURCES = [META]
