@@ -157,3 +157,64 @@ def test_service_ips_unique_under_concurrency_and_released(k8s, namespace):
     with pytest.raises(ApiException) as e:
         core.patch_namespaced_service("again", namespace, {"spec": {"clusterIP": ips[1]}})
     assert e.value.status == 422
+
+
+def test_unknown_fields_per_field_validation(k8s, namespace, kubectl):
+    bad = ("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: typo\nspec:\n  replicaz: 3\n  selector:\n"
+           "    matchLabels: {a: b}\n  template:\n    metadata:\n      labels: {a: b}\n    spec:\n      containers:\n"
+           "      - name: c\n        image: busybox\n        imagee: x\n")
+    r = kubectl.run("apply", "-n", namespace, "-f", "-", input=bad, check=False)
+    assert r.returncode == 1
+    assert 'strict decoding error: unknown field "spec.replicaz", unknown field ' \
+           '"spec.template.spec.containers[0].imagee"' in r.stderr, r.stderr
+    # Warn: created, the unknown fields dropped, a Warning header for each
+    api = client.ApiClient(k8s.configuration)
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w"}, "data": {"a": "b"}, "dataa": {}}
+    resp = api.call_api(*api.param_serialize("POST", f"/api/v1/namespaces/{namespace}/configmaps",
+                                             query_params=[("fieldValidation", "Warn")], body=body,
+                                             header_params={"Content-Type": "application/json",
+                                                            "Accept": "application/json"}))
+    resp.read()
+    assert resp.status == 201
+    assert resp.getheader("Warning") == '299 - "unknown field \\"dataa\\""'
+    assert "dataa" not in json.loads(resp.data)
+    # Ignore: dropped silently
+    core = client.CoreV1Api(k8s)
+    cm = core.read_namespaced_config_map("w", namespace)
+    assert cm.data == {"a": "b"}
+
+
+def test_body_limits_and_malformed_bodies(control_plane, namespace):
+    import ssl
+
+    import urllib3
+    d = control_plane.api.pki.dir
+    ctx = ssl.create_default_context(cafile=str(d / "ca.crt"))
+    ctx.load_cert_chain(str(d / "admin.crt"), str(d / "admin.key"))
+    http = urllib3.HTTPSConnectionPool("127.0.0.1", control_plane.api.port, ssl_context=ctx, retries=False)
+    url = f"/api/v1/namespaces/{namespace}/configmaps"
+    big = json.dumps({"metadata": {"name": "big"}, "data": {"a": "x" * (4 << 20)}}).encode()
+    r = http.urlopen("POST", url, body=big, headers={"Content-Type": "application/json"})
+    st = json.loads(r.data)
+    assert r.status == 413 and st["reason"] == "RequestEntityTooLarge" and st["kind"] == "Status"
+    r = http.urlopen("POST", url, body=b'{"metadata": {"name": ', headers={"Content-Type": "application/json"})
+    assert r.status == 400 and json.loads(r.data)["reason"] == "BadRequest"
+    r = http.urlopen("POST", url, body=b"metadata: [unclosed", headers={"Content-Type": "application/yaml"})
+    assert r.status == 400 and "error converting YAML to JSON" in json.loads(r.data)["message"]
+    r = http.urlopen("POST", url, body=b"k8s\x00\x0a\x02junk", headers={
+        "Content-Type": "application/vnd.kubernetes.protobuf"})
+    assert r.status == 400
+    r = http.urlopen("POST", url, body=b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fromyaml}\n",
+                     headers={"Content-Type": "application/yaml"})
+    assert r.status == 201
+    # unauthenticated requests are refused; a bad token too
+    plain = urllib3.HTTPSConnectionPool("127.0.0.1", control_plane.api.port,
+                                        ssl_context=ssl.create_default_context(cafile=str(d / "ca.crt")),
+                                        retries=False)
+    assert plain.urlopen("GET", "/api/v1/namespaces").status == 401
+    assert plain.urlopen("GET", "/readyz").status == 200
+    r = plain.urlopen("GET", "/api/v1/namespaces", headers={"Authorization": f"Bearer {control_plane.token}"})
+    assert r.status == 200
+    assert plain.urlopen("GET", "/api/v1/namespaces", headers={"Authorization": "Bearer nope"}).status == 401
+    http.close()
+    plain.close()
