@@ -69,6 +69,9 @@ class Kind:
     storage: str = ""
     #: custom resources: the CRD's version entry (schema, printer columns) and the CRD itself
     crd: dict | None = None
+    #: conversion to and from the stored form when another kind owns the storage (events.k8s.io Events)
+    to_storage: Callable[[dict], dict] | None = None
+    from_storage: Callable[[dict], dict] | None = None
     #: drops fields the kind does not know; returns (pruned object, dotted paths of what was dropped)
     prune: Callable[[dict], "tuple[dict, list[str]]"] | None = None
     #: a readable description for OpenAPI and explain

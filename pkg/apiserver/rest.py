@@ -56,10 +56,17 @@ class Req:
 
 
 def _view(k: Kind, obj: dict) -> dict:
-    """An object as seen through k's version: custom resources are stored once for all their versions."""
+    """An object as seen through k: custom resources are stored once for all their versions, and
+    events.k8s.io Events are stored as core Events."""
+    if k.from_storage is not None:
+        return k.from_storage(obj)
     if k.crd is not None and obj.get("apiVersion") != k.api_version:
         return {**obj, "apiVersion": k.api_version}
     return obj
+
+
+def _stored(k: Kind, obj: dict) -> dict:
+    return k.to_storage(obj) if k.to_storage is not None else obj
 
 
 def field_manager(request: web.Request) -> str:
@@ -156,7 +163,8 @@ class ResourceHandler:
             obj = self.to_scale(r.kind, obj)
             return codec.json_response(obj)
         if codec.wants_table(request) and r.sub is None:
-            return codec.json_response(tables.table(r.kind, [obj], obj["metadata"].get("resourceVersion", ""),
+            return codec.json_response(tables.table(r.kind, [_view(r.kind, obj)],
+                                                    obj["metadata"].get("resourceVersion", ""),
                                                     request.query.get("includeObject")))
         return codec.json_response(_view(r.kind, obj))
 
@@ -268,7 +276,7 @@ class ResourceHandler:
 
     def _list_response(self, request, k: Kind, items, rev: int, cont: str, remaining: int) -> web.Response:
         if codec.wants_table(request):
-            t = tables.table(k, items, str(rev), request.query.get("includeObject"))
+            t = tables.table(k, [_view(k, o) for o in items], str(rev), request.query.get("includeObject"))
             if cont:
                 t["metadata"]["continue"] = cont
             return codec.json_response(t)
@@ -537,13 +545,14 @@ class ResourceHandler:
         await self.admission.validate(request, k, obj, None, "CREATE")
         if manager is not None:
             obj = self._track(k, None, obj, manager, "")
+            md = meta(obj)
         if dry:
             return obj
         release = await self.admission.allocate(k, obj, None)
         for attempt in range(8):
             try:
-                out = await self.store.create(k.key(md.get("namespace"), md["name"]), obj)
-                return out
+                out = await self.store.create(k.key(md.get("namespace"), md["name"]), _stored(k, obj))
+                return _view(k, out)
             except serr.AlreadyExists:
                 if gen and attempt < 7:
                     md["name"] = generate_name(gen)
@@ -576,6 +585,7 @@ class ResourceHandler:
         k = r.kind
 
         async def fn(cur: dict) -> dict | None:
+            cur = copy.deepcopy(_view(k, cur))
             cur["apiVersion"] = k.api_version
             old = copy.deepcopy(cur)
             new = mutate(cur)
@@ -634,6 +644,7 @@ class ResourceHandler:
             await self.admission.validate(request, k, new, old, "UPDATE")
             if manager is not None:
                 new = self._track(k, old, new, manager, sub or "")
+            new = _stored(k, new)
             # an object whose deletion waits only for finalizers goes away when the last is removed
             return new
         return fn
@@ -652,7 +663,7 @@ class ResourceHandler:
             if dry:
                 cur = await self._read(r)
                 new = await fn(cur)
-                return codec.json_response(new, 200, self._warning_headers(warnings))
+                return codec.json_response(_view(k, new), 200, self._warning_headers(warnings))
             old, new = await self.store.guaranteed_update(key, fn)
         except serr.NotFound:
             if create_if_missing is not None:
@@ -669,7 +680,7 @@ class ResourceHandler:
         await self.admission.after_update(k, new, old)
         if sub == "scale":
             return codec.json_response(self.to_scale(k, new), 200, self._warning_headers(warnings))
-        return codec.json_response(new, 200, self._warning_headers(warnings))
+        return codec.json_response(_view(k, new), 200, self._warning_headers(warnings))
 
     def _finalized(self, k: Kind, obj: dict) -> bool:
         if k.graceful_delete and obj["metadata"].get("deletionGracePeriodSeconds", 0) > 0:
@@ -878,12 +889,12 @@ class ResourceHandler:
             if dry:
                 cur = await self._read(r)
                 out = fn(copy.deepcopy(cur))
-                return codec.json_response(out if out is not None else cur)
+                return codec.json_response(_view(k, out if out is not None else cur))
             while True:
                 cur_old, cur_new = await self.store.guaranteed_update(key, fn)
                 if not result.get("delete"):
                     await self.admission.after_update(k, cur_new, cur_old)
-                    return codec.json_response(cur_new)
+                    return codec.json_response(_view(k, cur_new))
                 try:
                     deleted = await self.store.delete(key, int(cur_old["metadata"]["resourceVersion"]))
                 except serr.Conflict:
@@ -891,7 +902,7 @@ class ResourceHandler:
                     continue
                 await self.admission.after_delete(k, deleted)
                 if k.return_deleted:
-                    return codec.json_response(deleted)
+                    return codec.json_response(_view(k, deleted))
                 md = deleted["metadata"]
                 return codec.json_response(status.success_status(
                     {"name": md.get("name"), "group": k.group, "kind": k.plural, "uid": md.get("uid")}))

@@ -299,7 +299,9 @@ class APIServer:
         await self.crds.start()
         self.ready = True
         ssl_ctx = self._ssl()
-        self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # handler_cancellation: a watch whose client went away ends at once instead of at its timeout
+        self.runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, handler_cancellation=True,
+                                    shutdown_timeout=5.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.cfg.bind_address, self.cfg.secure_port, ssl_context=ssl_ctx,
                            reuse_address=True)
@@ -331,6 +333,9 @@ class APIServer:
         return ctx
 
     async def stop(self) -> None:
+        # end every open watch first (as upstream does on shutdown), so no handler holds the exit
+        self.ready = False
+        self.cacher.close_watchers()
         if self.runner is not None:
             await self.runner.cleanup()
         await self.crds.stop()

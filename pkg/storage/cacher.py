@@ -183,6 +183,10 @@ class Cacher:
                 await self._watch.cancel()
             except Exception:
                 pass
+        self.close_watchers()
+
+    def close_watchers(self) -> None:
+        """End every client watch (shutdown)."""
         for c in self.caches.values():
             for w in list(c.watchers):
                 w.close()

@@ -218,3 +218,21 @@ def test_body_limits_and_malformed_bodies(control_plane, namespace):
     assert plain.urlopen("GET", "/api/v1/namespaces", headers={"Authorization": "Bearer nope"}).status == 401
     http.close()
     plain.close()
+
+
+def test_events_are_one_resource_in_both_groups(k8s, namespace):
+    ev1 = client.EventsV1Api(k8s)
+    core = client.CoreV1Api(k8s)
+    ev1.create_namespaced_event(namespace, {
+        "apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "both"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Pulled", "action": "Pulling", "type": "Normal",
+        "reportingController": "kubelab/kubelet", "reportingInstance": "n1", "note": "pulled the image",
+        "regarding": {"kind": "Pod", "name": "p", "namespace": namespace}})
+    c = core.read_namespaced_event("both", namespace)
+    assert c.message == "pulled the image" and c.involved_object.name == "p"
+    assert c.reporting_component == "kubelab/kubelet"
+    core.patch_namespaced_event("both", namespace, {"message": "pulled it again"})
+    e = ev1.read_namespaced_event("both", namespace)
+    assert e.note == "pulled it again" and e.regarding.kind == "Pod" and e.api_version == "events.k8s.io/v1"
+    listed = ev1.list_namespaced_event(namespace, field_selector="involvedObject.name=p")
+    assert [i.metadata.name for i in listed.items] == ["both"]

@@ -89,6 +89,40 @@ def _crd_defaults(crd: dict) -> None:
     spec.setdefault("conversion", {"strategy": "None"})
 
 
+# events.k8s.io/v1 Event <-> core/v1 Event field names (upstream stores both as core Events)
+_EVENT_RENAMES = [("regarding", "involvedObject"), ("note", "message"), ("deprecatedSource", "source"),
+                  ("deprecatedFirstTimestamp", "firstTimestamp"), ("deprecatedLastTimestamp", "lastTimestamp"),
+                  ("deprecatedCount", "count"), ("reportingController", "reportingComponent")]
+
+
+def _event_fields() -> dict:
+    """Field selectors of events.k8s.io Events: the core names, and regarding.* for involvedObject.*."""
+    from ..core import EVENT_FIELDS
+    out = dict(EVENT_FIELDS)
+    for f, getter in EVENT_FIELDS.items():
+        if f.startswith("involvedObject."):
+            out["regarding." + f.split(".", 1)[1]] = getter
+    return out
+
+
+def event_to_core(ev: dict) -> dict:
+    out = {k: val for k, val in ev.items() if k not in {a for a, _ in _EVENT_RENAMES}}
+    for new, old in _EVENT_RENAMES:
+        if new in ev:
+            out[old] = ev[new]
+    out["apiVersion"], out["kind"] = "v1", "Event"
+    return out
+
+
+def event_from_core(ev: dict) -> dict:
+    out = {k: val for k, val in ev.items() if k not in {b for _, b in _EVENT_RENAMES}}
+    for new, old in _EVENT_RENAMES:
+        if old in ev and ev[old] not in (None, {}, 0, ""):
+            out[new] = ev[old]
+    out["apiVersion"], out["kind"] = "events.k8s.io/v1", "Event"
+    return out
+
+
 def _hpa_defaults(h: dict) -> None:
     spec = h.setdefault("spec", {})
     if isinstance(spec, dict):
@@ -103,7 +137,8 @@ KINDS = [
          validate=_endpointslice_validate),
     Kind("coordination.k8s.io", "v1", "Lease", "leases", generation=False),
     Kind("events.k8s.io", "v1", "Event", "events", short_names=("ev",), generation=False,
-         validate=_required("eventTime"), storage="events.k8s.io/events"),
+         validate=_required("eventTime"), storage="events", to_storage=event_to_core, from_storage=event_from_core,
+         field_selectors=_event_fields()),
     Kind("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False, generation=False),
     Kind("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False,
          generation=False, validate=_required("roleRef.kind", "roleRef.name"), validate_update=_rolebinding_update),
