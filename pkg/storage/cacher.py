@@ -142,11 +142,19 @@ class Watcher:
             yield item
 
 
+def _prev(raw) -> dict | None:
+    """The previous value an etcd event carries (aetcd hands an empty KeyValue when there is none)."""
+    pk = raw.prev_kv
+    if pk is None or not pk.value or not pk.mod_revision:
+        return None
+    return decode(pk.value, pk.mod_revision)
+
+
 class Cacher:
     """Keeps every object under /registry/ in memory, current to the last applied revision."""
 
     def __init__(self, store: Store, *, capacity: int = 20000, bookmark_interval: float = 10.0,
-                 root: str = "/registry/") -> None:
+                 root: str = "/registry/", history: int = 5000) -> None:
         self.store = store
         self.root = root
         self.capacity = capacity
@@ -158,6 +166,13 @@ class Cacher:
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._tasks: list[asyncio.Task] = []
         self._watch = None
+        # history: on start the ring buffers are filled with etcd's last `history` revisions, so a
+        # client that watched a previous apiserver resumes here without a 410 (and without relisting)
+        self.history = history
+        self.load_rev = 0
+        self.history_from = 0
+        self.history_done = asyncio.Event()
+        self._history_seen = 0.0
 
     def cache(self, prefix: str) -> ResourceCache:
         c = self.caches.get(prefix)
@@ -195,7 +210,9 @@ class Cacher:
         kvs, rev = await self.store.list_raw(self.root)
         old = self.caches
         self.caches = {}
-        self.start_rev = self.rev = rev
+        self.start_rev = self.rev = self.load_rev = rev
+        self.history_from = max(1, rev - self.history + 1)
+        self.history_done.clear()
         for key, value, mod in kvs:
             c = self.cache(resource_prefix(key))
             c.objects[key] = decode(value, mod)
@@ -210,9 +227,28 @@ class Cacher:
         delay = 0.2
         while True:
             try:
-                self._watch = await self.store.watch(self.root, self.rev + 1)
+                replay = not self.history_done.is_set()
+                start = self.history_from if replay else self.rev + 1
+                self._watch = await self.store.watch(self.root, start)
                 delay = 0.2
+                if replay:
+                    for c in self.caches.values():
+                        c.events.clear()
+                    if self.load_rev < start:
+                        self._history_complete()
+                    else:
+                        self._history_seen = asyncio.get_running_loop().time()
+                        self._arm_history_timer()
                 async for ev in self._watch:
+                    if ev.kv.mod_revision <= self.load_rev:
+                        if not self.history_done.is_set():
+                            self._history_seen = asyncio.get_running_loop().time()
+                            self._remember(ev)
+                            if ev.kv.mod_revision >= self.load_rev:
+                                self._history_complete()
+                        continue
+                    if not self.history_done.is_set():
+                        self._history_complete()
                     self._apply(ev)
                     # a burst of events may come in one response: yield to clients now and then
                     if not ev.kv.mod_revision % 64:
@@ -220,7 +256,13 @@ class Cacher:
                 log.warning("etcd watch ended, restarting from rev=%d", self.rev + 1)
             except asyncio.CancelledError:
                 raise
-            except etcd_errors.RevisionCompactedError:
+            except etcd_errors.RevisionCompactedError as e:
+                if not self.history_done.is_set() and e.compacted_revision <= self.load_rev:
+                    # history before the compaction is gone: replay what is left
+                    self.history_from = max(self.history_from, e.compacted_revision)
+                    for c in self.caches.values():
+                        c.events.clear()
+                    continue
                 log.warning("etcd compacted past the cache (rev=%d), reloading", self.rev)
                 await self._reload()
             except Exception as e:  # etcd gone: keep trying; clients keep their watches
@@ -239,6 +281,49 @@ class Cacher:
                 log.warning("cache reload failed err=%r", e)
                 await asyncio.sleep(1)
 
+    def _remember(self, raw) -> None:
+        """A historical event (at or before the load revision): into the ring buffer only."""
+        kv = raw.kv
+        key = kv.key.decode()
+        rev = kv.mod_revision
+        prev = _prev(raw)
+        if raw.kind == "DELETE":
+            if prev is None:
+                return
+            obj = dict(prev)
+            obj["metadata"] = dict(prev.get("metadata", {}), resourceVersion=str(rev))
+            ev = Event("DELETED", key, obj, prev, rev)
+        else:
+            ev = Event("ADDED" if kv.version == 1 else "MODIFIED", key, decode(kv.value, rev), prev, rev)
+        c = self.cache(resource_prefix(key))
+        c.events.append(ev)
+        if len(c.events) > c.capacity:
+            c.events.popleft()
+
+    def _arm_history_timer(self) -> None:
+        """etcd sends the history in one burst: it is complete once nothing came for a moment
+        (or at once when an event at the load revision arrived)."""
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            if self.history_done.is_set():
+                return
+            if loop.time() - self._history_seen >= 0.3:
+                self._history_complete()
+            else:
+                loop.call_later(0.1, check)
+        loop.call_later(0.3, check)
+
+    def _history_complete(self) -> None:
+        if self.history_done.is_set():
+            return
+        start = self.history_from - 1
+        self.start_rev = start
+        for c in self.caches.values():
+            # the buffer may have overflowed: then it starts at its oldest event
+            c.window_start = start if len(c.events) < c.capacity else c.events[0].rv - 1
+        self.history_done.set()
+
     def _apply(self, raw) -> None:
         kv = raw.kv
         key = kv.key.decode()
@@ -246,8 +331,8 @@ class Cacher:
         c = self.cache(resource_prefix(key))
         prev = c.objects.get(key)
         if raw.kind == "DELETE":
-            if prev is None and raw.prev_kv is not None:
-                prev = decode(raw.prev_kv.value, raw.prev_kv.mod_revision)
+            if prev is None:
+                prev = _prev(raw)
             if prev is None:
                 self.rev = max(self.rev, rev)
                 self._notify()
@@ -322,6 +407,11 @@ class Cacher:
         send_initial (watch-list): current state as ADDED, then a BOOKMARK marking the end of it.
         """
         c = self.cache(resource)
+        if from_rv and from_rv < c.window_start and not self.history_done.is_set():
+            try:
+                await asyncio.wait_for(self.history_done.wait(), 3.0)
+            except asyncio.TimeoutError:
+                pass
         if from_rv and from_rv > self.rev:
             if not await self.wait_for(from_rv, 3.0):
                 raise TooLargeResourceVersion(from_rv, self.rev)
