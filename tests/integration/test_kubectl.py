@@ -114,6 +114,12 @@ def test_get_all_namespaces_labels_field_selector(kubectl, namespace):
 
 
 def test_create_subcommands(kubectl, namespace):
+    import uuid
+    ns2 = f"made-{uuid.uuid4().hex[:6]}"
+    assert kubectl("create", "namespace", ns2).strip() == f"namespace/{ns2} created"
+    assert kubectl.json("get", "namespace", ns2)["status"]["phase"] == "Active"
+    assert kubectl("create", "configmap", "c1", "--from-literal=a=b", "-n", ns2).strip() == "configmap/c1 created"
+    assert kubectl.json("get", "configmap", "c1", "-n", ns2)["data"] == {"a": "b"}
     assert kubectl("create", "deployment", "d1", "--image=nginx", "-n", namespace).strip() == \
         "deployment.apps/d1 created"
     assert kubectl("create", "secret", "generic", "s1", "--from-literal=pw=hunter2", "-n", namespace).strip() == \
