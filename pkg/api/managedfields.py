@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from .patchmeta import OBJECT_META, field_meta
+from .validation import go_quote
 
 __all__ = [
     "ApplyConflict",
@@ -105,9 +106,9 @@ class Conflict:
 
     def describe(self) -> str:
         """The manager as upstream prints it (printManager in conflict.go)."""
-        s = _go_quote(self.manager)
+        s = go_quote(self.manager)
         if self.subresource:
-            s += f" with subresource {_go_quote(self.subresource)}"
+            s += f" with subresource {go_quote(self.subresource)}"
         if self.operation == "Update":
             s += f" using {self.api_version}"
         return s
@@ -208,26 +209,6 @@ def _pe_key(pe: PathElement) -> str:
     return f"{kind}:{val}"
 
 
-def _go_quote(s: str) -> str:
-    """strconv.Quote."""
-    out = ['"']
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in "\a\b\f\n\r\t\v":
-            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
-
-
 def _value_string(v: Any) -> str:
     """value.ToString."""
     if v is None:
@@ -235,7 +216,7 @@ def _value_string(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return _go_quote(v)
+        return go_quote(v)
     if isinstance(v, float):
         return repr(v)
     if isinstance(v, int):
@@ -418,7 +399,7 @@ def _item_pe(node: _Node, item: Any, index: int, path: Path, strict: bool) -> Pa
                     kv[name] = default
                 else:
                     err = (f"associative list with keys has an element that omits key field "
-                           f"{_go_quote(name)} (and doesn't have default value)")
+                           f"{go_quote(name)} (and doesn't have default value)")
                     break
             if err is None:
                 return ("k", _canon(kv))

@@ -19,6 +19,8 @@ import re
 from decimal import Decimal
 from typing import Any, Callable, NamedTuple, Sequence
 
+from .selectors import SelectorError, label_selector_from_api, label_selector_to_string
+
 __all__ = [
     "table_columns",
     "table_cells",
@@ -234,34 +236,15 @@ def _selector_string(selector: Any) -> str | None:
     """metav1.LabelSelectorAsSelector(selector).String(); None when the selector is invalid."""
     if not isinstance(selector, dict):
         return ""  # a nil selector selects nothing and prints as ""
-    reqs: list[tuple[str, str]] = []
-    for key, value in (selector.get("matchLabels") or {}).items():
-        reqs.append((key, f"{key}={value}"))
-    for expr in selector.get("matchExpressions") or []:
-        key = expr.get("key", "")
-        op = expr.get("operator", "")
-        values = sorted(str(v) for v in (expr.get("values") or []))
-        if op in ("In", "NotIn"):
-            if not values:
-                return None
-            word = " in " if op == "In" else " notin "
-            reqs.append((key, f"{key}{word}({','.join(values)})"))
-        elif op in ("Exists", "DoesNotExist"):
-            if values:
-                return None
-            reqs.append((key, key if op == "Exists" else f"!{key}"))
-        else:
-            return None
-    reqs.sort(key=lambda r: r[0])
-    return ",".join(r[1] for r in reqs)
+    try:
+        return str(label_selector_from_api(selector))
+    except SelectorError:
+        return None
 
 
 def format_label_selector(selector: Any) -> str:
     """metav1.FormatLabelSelector: the selector string, "<none>" when empty, "<error>" when invalid."""
-    s = _selector_string(selector)
-    if s is None:
-        return "<error>"
-    return s or "<none>"
+    return label_selector_to_string(selector if isinstance(selector, dict) else None)
 
 
 def _layout_containers(containers: list) -> tuple[str, str]:

@@ -17,12 +17,8 @@ from . import codec, status
 from .objects import now_rfc3339
 
 
-def _bool(q, name: str) -> bool:
-    return str(q.get(name, "")).lower() in ("true", "1")
-
-
 async def server_side_apply(h, request: web.Request, r, body, dry: bool) -> web.StreamResponse:
-    from .rest import Req
+    from .rest import Req, _bool
     k = r.kind
     q = request.query
     manager = q.get("fieldManager")
