@@ -203,3 +203,13 @@ def set_path(obj: dict, dotted: str, value) -> None:
             nxt = cur[part] = {}
         cur = nxt
     cur[parts[-1]] = value
+
+
+def field_getter(*path: str) -> Callable[[dict], str]:
+    """A field selector's value function: the string at path ('' when absent)."""
+    dotted = ".".join(path)
+
+    def get(obj: dict) -> str:
+        val = get_path(obj, dotted)
+        return "" if val is None else str(val)
+    return get

@@ -4,17 +4,8 @@ from __future__ import annotations
 import base64
 
 from .. import validation as v
-from ..registry import Kind, ScaleSpec
+from ..registry import Kind, ScaleSpec, field_getter as _get
 from . import pods, services
-
-
-def _get(*path):
-    def f(o):
-        cur = o
-        for p in path:
-            cur = cur.get(p) if isinstance(cur, dict) else None
-        return "" if cur is None else str(cur)
-    return f
 
 
 def _namespace_create(ns: dict) -> None:

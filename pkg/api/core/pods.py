@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..quantity import QuantityError, parse_quantity
 from .. import validation as v
+from ..registry import field_getter
 
 RESTART_POLICIES = ["Always", "OnFailure", "Never"]
 DNS_POLICIES = ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]
@@ -272,13 +273,7 @@ def validate_pod_update(new: dict, old: dict) -> list:
 
 
 def pod_field_selectors() -> dict:
-    def g(*path):
-        def f(o):
-            cur = o
-            for p in path:
-                cur = cur.get(p) if isinstance(cur, dict) else None
-            return "" if cur is None else str(cur)
-        return f
+    g = field_getter
     return {
         "spec.nodeName": g("spec", "nodeName"),
         "spec.restartPolicy": g("spec", "restartPolicy"),
