@@ -69,6 +69,32 @@ def _stored(k: Kind, obj: dict) -> dict:
     return k.to_storage(obj) if k.to_storage is not None else obj
 
 
+LIST_CHUNK = 500
+
+
+class _ListStream(web.StreamResponse):
+    """A large LIST written in chunks, so other requests are served while it goes out."""
+
+    def __init__(self, head: bytes, chunks: list[list[dict]], dumps: Callable[[dict], bytes]) -> None:
+        super().__init__(status=200, headers={"Content-Type": "application/json"})
+        self._head, self._chunks, self._dumps_fn = head, chunks, dumps
+
+    async def prepare(self, request):  # aiohttp calls this to send the response
+        if self.prepared:
+            return await super().prepare(request)
+        self.enable_chunked_encoding()
+        writer = await super().prepare(request)
+        sep = b""
+        await self.write(self._head)
+        for chunk in self._chunks:
+            await self.write(sep + b",".join(self._dumps_fn(o) for o in chunk))
+            sep = b","
+            await asyncio.sleep(0)
+        await self.write(b"]}")
+        await self.write_eof()
+        return writer
+
+
 def field_manager(request: web.Request) -> str:
     """fieldManager, or upstream's default: the User-Agent up to its first '/'."""
     m = request.query.get("fieldManager")
@@ -247,6 +273,7 @@ class ResourceHandler:
                 if not await self.cacher.wait_for(want, 3.0):
                     raise status.timeout(f"Too large resource version: {want}, current: {self.cacher.rev}")
             items, rev = self.cacher.list(k.key_prefix(), prefix, pred)
+            return self._list_response(request, k, items, rev, next_token, remaining, cached=True)
         return self._list_response(request, k, items, rev, next_token, remaining)
 
     async def _list_etcd(self, prefix: str, pred, limit: int, revision: int, start_key: str | None):
@@ -274,7 +301,8 @@ class ResourceHandler:
                 return out, rev, tok, res.remaining if pred is None else 0
             start_key = res.next_key
 
-    def _list_response(self, request, k: Kind, items, rev: int, cont: str, remaining: int) -> web.Response:
+    def _list_response(self, request, k: Kind, items, rev: int, cont: str, remaining: int,
+                       cached: bool = False) -> web.Response:
         if codec.wants_table(request):
             t = tables.table(k, [_view(k, o) for o in items], str(rev), request.query.get("includeObject"))
             if cont:
@@ -285,10 +313,20 @@ class ResourceHandler:
             md["continue"] = cont
             if remaining:
                 md["remainingItemCount"] = remaining
-        body = b"".join([b'{"kind":"', k.list_kind.encode(), b'","apiVersion":"', k.api_version.encode(),
-                         b'","metadata":', codec.dumps(md), b',"items":[',
-                         b",".join(codec.dumps(_view(k, o)) for o in items), b"]}"])
-        return web.Response(body=body, content_type="application/json")
+        head = b"".join([b'{"kind":"', k.list_kind.encode(), b'","apiVersion":"', k.api_version.encode(),
+                         b'","metadata":', codec.dumps(md), b',"items":['])
+        if len(items) <= LIST_CHUNK:
+            body = head + b",".join(self._dumps(k, o, cached) for o in items) + b"]}"
+            return web.Response(body=body, content_type="application/json")
+        return _ListStream(head, [items[i:i + LIST_CHUNK] for i in range(0, len(items), LIST_CHUNK)],
+                           lambda o: self._dumps(k, o, cached))
+
+    def _dumps(self, k: Kind, obj: dict, cached: bool) -> bytes:
+        """An object's JSON; objects from the watch cache are encoded once for everyone."""
+        view = _view(k, obj)
+        if cached and view is obj:
+            return self.cacher.encoded.get(obj)
+        return codec.dumps(view)
 
     async def watch(self, request: web.Request, r: Req, single: bool = False) -> web.StreamResponse:
         q = request.query
@@ -351,32 +389,24 @@ class ResourceHandler:
                 if item[2]:
                     md["annotations"] = {"k8s.io/initial-events-end": "true"}
                 obj = {"kind": k.kind, "apiVersion": k.api_version, "metadata": md}
-            else:
+            elif as_table:
                 obj = _view(k, item[1])
-                if as_table:
-                    t = tables.table(k, [obj], obj["metadata"].get("resourceVersion", ""),
-                                     q.get("includeObject"), columns=first_table[0])
-                    first_table[0] = False
-                    obj = t
+                obj = tables.table(k, [obj], obj["metadata"].get("resourceVersion", ""),
+                                   q.get("includeObject"), columns=first_table[0])
+                first_table[0] = False
+            else:
+                return b'{"type":"' + typ.encode() + b'","object":' + self._dumps(k, item[1], True) + b"}\n"
             return b'{"type":"' + typ.encode() + b'","object":' + codec.dumps(obj) + b"}\n"
 
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        it = w.__aiter__()
+        # the watch ends at its timeout by closing the watcher: no timer task per event
+        timer = asyncio.get_running_loop().call_later(timeout, w.close)
         try:
             while True:
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(it.__anext__(), left)
-                except StopAsyncIteration:
-                    break
-                except asyncio.TimeoutError:
-                    break
-                except serr.Expired as e:
-                    await resp.write(b'{"type":"ERROR","object":' + codec.dumps(status.expired(str(e)).status())
-                                     + b"}\n")
+                item = await w.queue.get()
+                if item[0] == "CLOSE":
+                    if isinstance(item[1], serr.Expired):
+                        await resp.write(b'{"type":"ERROR","object":' +
+                                         codec.dumps(status.expired(str(item[1])).status()) + b"}\n")
                     break
                 buf = [encode(item)]
                 while not w.queue.empty() and len(buf) < 256:
@@ -386,9 +416,10 @@ class ResourceHandler:
                         break
                     buf.append(encode(nxt))
                 await resp.write(b"".join(buf))
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:
             pass
         finally:
+            timer.cancel()
             w.close()
         try:
             await resp.write_eof()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
@@ -142,6 +143,26 @@ class Watcher:
             yield item
 
 
+class EncodedObjects:
+    """JSON bytes of cached objects, made once per object version and shared by every LIST and
+    watch that sends it. Keyed by identity: cached objects are never changed, and an entry holds
+    its object, so an id is not reused while its entry lives."""
+
+    def __init__(self, size: int = 60000) -> None:
+        self.size = size
+        self._d: dict[int, tuple[dict, bytes]] = {}
+
+    def get(self, obj: dict) -> bytes:
+        e = self._d.get(id(obj))
+        if e is not None and e[0] is obj:
+            return e[1]
+        b = json.dumps(obj, separators=(",", ":")).encode()
+        self._d[id(obj)] = (obj, b)
+        if len(self._d) > self.size:
+            del self._d[next(iter(self._d))]
+        return b
+
+
 def _prev(raw) -> dict | None:
     """The previous value an etcd event carries (aetcd hands an empty KeyValue when there is none)."""
     pk = raw.prev_kv
@@ -166,6 +187,7 @@ class Cacher:
         self._waiters: list[tuple[int, asyncio.Future]] = []
         self._tasks: list[asyncio.Task] = []
         self._watch = None
+        self.encoded = EncodedObjects()
         # history: on start the ring buffers are filled with etcd's last `history` revisions, so a
         # client that watched a previous apiserver resumes here without a 410 (and without relisting)
         self.history = history
