@@ -141,6 +141,10 @@ class ResourceHandler:
             raise status.route_not_found(request.path)
         if r.sub in ("log", "exec", "attach", "portforward", "proxy"):
             return await self.node_proxy(request, r)
+        if r.sub in ("binding", "eviction") and m != "POST":
+            raise status.method_not_allowed()
+        if r.sub == "finalize" and m != "PUT":
+            raise status.method_not_allowed()
         if m == "GET":
             if r.name is None:
                 if _bool(q, "watch"):

@@ -51,6 +51,13 @@ def prefix_end(prefix: bytes) -> bytes:
     return b"\0"
 
 
+def _stamped(obj: dict, revision: int) -> dict:
+    """obj with metadata.resourceVersion set (a shallow copy: the caller's dict is not changed)."""
+    meta = dict(obj.get("metadata") or {})
+    meta["resourceVersion"] = str(revision)
+    return {**obj, "metadata": meta}
+
+
 @dataclass
 class ListResult:
     items: list[dict]
@@ -140,6 +147,7 @@ class Store:
     # --- writes ----------------------------------------------------------------------------
 
     async def create(self, key: str, obj: dict) -> dict:
+        """Create the key; returns obj (which the store now owns) stamped with its resourceVersion."""
         kb = key.encode()
         txn = rpc.TxnRequest(
             compare=[rpc.Compare(key=kb, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0)],
@@ -148,16 +156,17 @@ class Store:
         resp = await self._call("Txn", txn)
         if not resp.succeeded:
             raise AlreadyExists(key)
-        out = json.loads(encode(obj))
-        out.setdefault("metadata", {})["resourceVersion"] = str(resp.header.revision)
-        return out
+        return _stamped(obj, resp.header.revision)
 
     async def _cas_put(self, key: str, obj: dict, mod_revision: int) -> tuple[bool, int, Any]:
+        return await self._cas_put_value(key, encode(obj), mod_revision)
+
+    async def _cas_put_value(self, key: str, value: bytes, mod_revision: int) -> tuple[bool, int, Any]:
         """Put if the key's mod_revision still equals mod_revision; returns (ok, revision, current kv or None)."""
         kb = key.encode()
         txn = rpc.TxnRequest(
             compare=[rpc.Compare(key=kb, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=mod_revision)],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=kb, value=encode(obj)))],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=kb, value=value))],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=kb))],
         )
         resp = await self._call("Txn", txn)
@@ -173,9 +182,7 @@ class Store:
             if cur is None:
                 raise NotFound(key)
             raise Conflict(key)
-        out = json.loads(encode(obj))
-        out.setdefault("metadata", {})["resourceVersion"] = str(rev)
-        return out
+        return _stamped(obj, rev)
 
     async def guaranteed_update(self, key: str, fn: UpdateFn, *, max_retries: int = 64) -> tuple[dict, dict]:
         """Read-modify-write with retry on races; returns (old, new).
@@ -192,13 +199,14 @@ class Store:
             result = fn(decode(kv.value, kv.mod_revision))
             if asyncio.iscoroutine(result):
                 result = await result
-            if result is None or encode(result) == kv.value:
+            if result is None:
                 return current, current
-            ok, rev, kv2 = await self._cas_put(key, result, kv.mod_revision)
+            value = encode(result)
+            if value == kv.value:
+                return current, current
+            ok, rev, kv2 = await self._cas_put_value(key, value, kv.mod_revision)
             if ok:
-                out = json.loads(encode(result))
-                out.setdefault("metadata", {})["resourceVersion"] = str(rev)
-                return current, out
+                return current, _stamped(result, rev)
             kv = kv2
         raise Conflict(key)
 
