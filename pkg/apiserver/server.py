@@ -147,11 +147,13 @@ class APIServer:
             code = 500
             return status.internal(f"{type(e).__name__}: {e}").response()
         finally:
-            parts = [p for p in request.path.split("/") if p]
-            res = parts[-1] if parts and not _bool_watch(request) else (parts[-1] if parts else "")
-            if request.query.get("watch", "").lower() != "true":
-                LATENCY.labels(verb, res[:40]).observe(time.monotonic() - t0)
-            REQUESTS.labels(verb, res[:40], str(code)).inc()
+            # labels are bounded: the resource (plural[/subresource]) or the top path segment, never a name
+            res = request.get("resource") or (request.path.split("/", 2)[1:2] or [""])[0][:20]
+            if _bool_watch(request):
+                verb = "WATCH"
+            else:
+                LATENCY.labels(verb, res).observe(time.monotonic() - t0)
+            REQUESTS.labels(verb, res, str(code)).inc()
 
     @web.middleware
     async def _authn(self, request: web.Request, handler):
@@ -218,6 +220,8 @@ class APIServer:
         k = reg.resource(group, version, plural)
         if k is None:
             raise status.route_not_found(request.path)
+        request["resource"] = f"{plural}/{rest[2]}" if len(rest) > 2 and k.subresources and rest[2] in \
+            k.subresources else plural
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if len(rest) > 3 and not (sub == "proxy"):

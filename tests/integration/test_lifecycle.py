@@ -236,3 +236,21 @@ def test_events_are_one_resource_in_both_groups(k8s, namespace):
     assert e.note == "pulled it again" and e.regarding.kind == "Pod" and e.api_version == "events.k8s.io/v1"
     listed = ev1.list_namespaced_event(namespace, field_selector="involvedObject.name=p")
     assert [i.metadata.name for i in listed.items] == ["both"]
+
+
+def test_metrics_are_served_with_bounded_labels(control_plane, k8s, namespace):
+    import ssl
+
+    import urllib3
+    core = client.CoreV1Api(k8s)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "metric-probe-name"}})
+    core.read_namespaced_config_map("metric-probe-name", namespace)
+    d = control_plane.api.pki.dir
+    ctx = ssl.create_default_context(cafile=str(d / "ca.crt"))
+    ctx.load_cert_chain(str(d / "admin.crt"), str(d / "admin.key"))
+    http = urllib3.HTTPSConnectionPool("127.0.0.1", control_plane.api.port, ssl_context=ctx, retries=False)
+    text = http.urlopen("GET", "/metrics").data.decode()
+    http.close()
+    assert 'apiserver_request_total{code="201",resource="configmaps",verb="POST"}' in text
+    assert 'apiserver_request_duration_seconds_bucket{le="0.005",resource="configmaps",verb="GET"}' in text
+    assert "metric-probe-name" not in text and namespace not in text
