@@ -72,6 +72,12 @@ def _stored(k: Kind, obj: dict) -> dict:
 LIST_CHUNK = 500
 
 
+def _continue_token(rev: int, next_key: str) -> str:
+    """metadata.continue: the list's revision and the key to go on from."""
+    return base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rev,
+                                                "start": next_key}).encode()).decode().rstrip("=")
+
+
 class _ListStream(web.StreamResponse):
     """A large LIST written in chunks, so other requests are served while it goes out."""
 
@@ -260,7 +266,16 @@ class ResourceHandler:
             except Exception:
                 raise status.bad_request("continue key is not valid: incorrect encoded start resourceVersion "
                                          "(version meta.k8s.io/v1)")
+            paged = self._page(k, start_rv, prefix, start_key, limit, pred)
+            if paged is not None:
+                items, next_token, remaining = paged
+                return self._list_response(request, k, items, start_rv, next_token, remaining, cached=True)
             items, rev, next_token, remaining = await self._list_etcd(prefix, pred, limit, start_rv, start_key)
+        elif limit and rv == "" and await self.cacher.consistent():
+            # kubectl pages every get (limit=500): serve it from a frozen view of the cache
+            snap_rv = self.cacher.snapshot(k.key_prefix())
+            items, next_token, remaining = self._page(k, snap_rv, prefix, None, limit, pred)
+            return self._list_response(request, k, items, snap_rv, next_token, remaining, cached=True)
         elif match == "Exact" or (limit and rv == ""):
             revision = int(rv) if match == "Exact" else 0
             items, rev, next_token, remaining = await self._list_etcd(prefix, pred, limit, revision, None)
@@ -279,6 +294,15 @@ class ResourceHandler:
             items, rev = self.cacher.list(k.key_prefix(), prefix, pred)
             return self._list_response(request, k, items, rev, next_token, remaining, cached=True)
         return self._list_response(request, k, items, rev, next_token, remaining)
+
+    def _page(self, k: Kind, rev: int, prefix: str, start_key: str | None, limit: int, pred):
+        """A page from the cache's snapshot at rev, with its continue token; None without a snapshot."""
+        res = self.cacher.page(k.key_prefix(), rev, prefix, start_key, limit or 1 << 62, pred)
+        if res is None:
+            return None
+        items, next_key, remaining = res
+        token = _continue_token(rev, next_key) if next_key else ""
+        return items, token, remaining
 
     async def _list_etcd(self, prefix: str, pred, limit: int, revision: int, start_key: str | None):
         out: list[dict] = []
@@ -300,9 +324,7 @@ class ResourceHandler:
             if res.next_key is None:
                 return out, rev, "", 0
             if not limit or len(out) >= limit:
-                tok = base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": rev,
-                                                           "start": res.next_key}).encode()).decode().rstrip("=")
-                return out, rev, tok, res.remaining if pred is None else 0
+                return out, rev, _continue_token(rev, res.next_key), res.remaining if pred is None else 0
             start_key = res.next_key
 
     def _list_response(self, request, k: Kind, items, rev: int, cont: str, remaining: int,

@@ -13,9 +13,11 @@ Cached objects are shared: callers must copy before changing one.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable
 
@@ -27,6 +29,10 @@ from .etcd import Store, decode
 log = logging.getLogger(__name__)
 
 Predicate = Callable[[dict], bool]
+
+# paginated LISTs are served from frozen views of the cache, as upstream's cacher does
+SNAPSHOTS = 4
+SNAPSHOT_TTL = 75.0
 
 
 def resource_prefix(key: str) -> str:
@@ -54,6 +60,9 @@ class ResourceCache:
     objects: dict[str, dict] = field(default_factory=dict)
     events: collections.deque = field(default_factory=collections.deque)
     watchers: set["Watcher"] = field(default_factory=set)
+    #: frozen views for paginated LISTs: revision -> (sorted keys, objects, made at)
+    snapshots: "collections.OrderedDict[int, tuple[list[str], dict[str, dict], float]]" = field(
+        default_factory=collections.OrderedDict)
     _sorted: list[str] | None = None
 
     def sorted_keys(self) -> list[str]:
@@ -418,6 +427,39 @@ class Cacher:
                 if predicate is None or predicate(o):
                     out.append(o)
         return out, self.rev
+
+    def snapshot(self, resource: str) -> int:
+        """Freeze the resource's current state for paging; returns the revision it is kept under."""
+        c = self.cache(resource)
+        now = time.monotonic()
+        while c.snapshots and (len(c.snapshots) >= SNAPSHOTS or now - next(iter(c.snapshots.values()))[2]
+                               > SNAPSHOT_TTL):
+            c.snapshots.popitem(last=False)
+        if self.rev not in c.snapshots:
+            # the sorted key list is replaced, never changed, when keys come and go: share it
+            c.snapshots[self.rev] = (c.sorted_keys(), dict(c.objects), now)
+        return self.rev
+
+    def page(self, resource: str, rev: int, key_prefix: str, start_key: str | None, limit: int,
+             predicate: Predicate | None) -> tuple[list[dict], str | None, int] | None:
+        """One page of a snapshot: (items, key to continue from or None, items left when known);
+        None when no snapshot is kept at rev (the caller reads etcd at rev instead)."""
+        snap = self.cache(resource).snapshots.get(rev)
+        if snap is None:
+            return None
+        keys, objs, _ = snap
+        i = bisect.bisect_left(keys, max(start_key or key_prefix, key_prefix))
+        out: list[dict] = []
+        n = len(keys)
+        while i < n and keys[i].startswith(key_prefix):
+            o = objs[keys[i]]
+            if predicate is None or predicate(o):
+                if len(out) == limit:
+                    end = bisect.bisect_left(keys, key_prefix[:-1] + chr(ord(key_prefix[-1]) + 1))
+                    return out, keys[i], (end - i if predicate is None else 0)
+                out.append(o)
+            i += 1
+        return out, None, 0
 
     def get(self, resource: str, key: str) -> dict | None:
         return self.cache(resource).objects.get(key)

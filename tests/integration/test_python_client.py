@@ -280,3 +280,26 @@ def test_large_list_is_streamed_whole(k8s, namespace):
     assert res.items[619].data == {"i": "619"}
     zero = core.list_namespaced_config_map(namespace, resource_version="0")
     assert len(zero.items) == 620
+
+
+def test_paged_list_is_a_consistent_snapshot(k8s, namespace):
+    """Pages come from one revision: objects created or deleted while paging do not show up or vanish."""
+    core = client.CoreV1Api(k8s)
+    for i in range(12):
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": f"s{i:02d}"}})
+    first = core.list_namespaced_config_map(namespace, limit=5)
+    assert [i.metadata.name for i in first.items] == [f"s{i:02d}" for i in range(5)]
+    assert first.metadata.remaining_item_count == 7
+    core.delete_namespaced_config_map("s08", namespace)
+    core.create_namespaced_config_map(namespace, {"metadata": {"name": "s99"}})
+    names = [i.metadata.name for i in first.items]
+    token = first.metadata._continue
+    while token:
+        page = core.list_namespaced_config_map(namespace, limit=5, _continue=token)
+        assert page.metadata.resource_version == first.metadata.resource_version
+        names += [i.metadata.name for i in page.items]
+        token = page.metadata._continue
+    assert names == [f"s{i:02d}" for i in range(12)]
+    # a new list sees the changes
+    now = [i.metadata.name for i in core.list_namespaced_config_map(namespace, limit=500).items]
+    assert "s08" not in now and "s99" in now
