@@ -420,12 +420,16 @@ class Cacher:
         """Objects under key_prefix (sorted by key) that match, and the cache revision."""
         c = self.cache(resource)
         objs = c.objects
+        keys = c.sorted_keys()
         out = []
-        for k in c.sorted_keys():
-            if k.startswith(key_prefix):
-                o = objs[k]
-                if predicate is None or predicate(o):
-                    out.append(o)
+        # keys are sorted, so a namespace's keys are one run: find it instead of scanning them all
+        for i in range(bisect.bisect_left(keys, key_prefix), len(keys)):
+            k = keys[i]
+            if not k.startswith(key_prefix):
+                break
+            o = objs[k]
+            if predicate is None or predicate(o):
+                out.append(o)
         return out, self.rev
 
     def snapshot(self, resource: str) -> int:
