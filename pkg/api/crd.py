@@ -5,7 +5,7 @@ from typing import Callable
 
 from . import structural
 from . import validation as v
-from .registry import Kind, ScaleSpec, get_path
+from .registry import Kind, ScaleSpec
 
 SCOPES = ["Cluster", "Namespaced"]
 
@@ -26,8 +26,6 @@ def validate_crd(crd: dict) -> list:
         errs.append(v.required("spec.names.plural", ""))
     if not names.get("kind"):
         errs.append(v.required("spec.names.kind", ""))
-    if not names.get("listKind") and names.get("kind"):
-        pass
     name = (crd.get("metadata") or {}).get("name", "")
     if group and plural and name != f"{plural}.{group}":
         errs.append(v.invalid("metadata.name", name, "must be spec.names.plural+\".\"+spec.group"))
@@ -139,10 +137,6 @@ def kinds_for_crd(crd: dict) -> list[Kind]:
     return out
 
 
-def crd_schema(k: Kind) -> dict:
-    return ((k.crd or {}).get("schema") or {}).get("openAPIV3Schema") or {}
-
-
 def established_status(crd: dict, now: str) -> dict:
     """The status the apiserver gives a CRD it serves: names accepted, established, stored versions."""
     spec = crd.get("spec") or {}
@@ -159,6 +153,3 @@ def established_status(crd: dict, now: str) -> dict:
         ltt = prev["lastTransitionTime"] if prev and prev.get("status") == "True" else now
         conds.append({"type": t, "status": "True", "lastTransitionTime": ltt, "reason": reason, "message": msg})
     return {"conditions": conds, "acceptedNames": names, "storedVersions": stored_versions}
-
-
-__all__ = ["validate_crd", "validate_crd_update", "kinds_for_crd", "established_status", "get_path"]

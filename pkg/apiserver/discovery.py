@@ -1,7 +1,7 @@
 """API discovery: legacy (/api, /apis, APIResourceList) and aggregated v2, from the kind registry."""
 from __future__ import annotations
 
-from ..api.registry import ALL_VERBS, Kind, Registry
+from ..api.registry import Kind, Registry
 
 AGGREGATED_CT = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 
@@ -105,6 +105,3 @@ def aggregated(reg: Registry, core: bool) -> dict:
 
 def wants_aggregated(accept: str) -> bool:
     return "as=APIGroupDiscoveryList" in accept and "v=v2" in accept
-
-
-__all__ = ["ALL_VERBS"]

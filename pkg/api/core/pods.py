@@ -116,13 +116,14 @@ def _nonzero(s) -> bool:
 
 
 def prepare_pod_create(pod: dict) -> None:
-    status = pod.get("status") if isinstance(pod.get("status"), dict) else {}
+    """A new pod's status is Pending with its QoS class; nothing a client sent survives."""
     pod["status"] = {"phase": "Pending", "qosClass": qos_class(pod.get("spec") or {})}
-    # a pod created already bound keeps nothing else of a client-supplied status
-    del status
 
 
-def validate_container(c: dict, path: str, names: set, errs: list) -> None:
+def validate_container(c: dict, path: str, names: set, errs: list, host_ports: set | None = None) -> None:
+    """Upstream's container checks; host_ports collects (hostPort, protocol, hostIP) across the pod."""
+    if host_ports is None:
+        host_ports = set()
     if not isinstance(c, dict):
         errs.append(v.invalid(path, c, "must be an object"))
         return
@@ -140,7 +141,7 @@ def validate_container(c: dict, path: str, names: set, errs: list) -> None:
     pp = c.get("imagePullPolicy")
     if pp is not None and pp not in PULL_POLICIES:
         errs.append(v.not_supported(f"{path}.imagePullPolicy", pp, PULL_POLICIES))
-    seen_ports: set = set()
+    port_names: set = set()
     for i, p in enumerate(c.get("ports") or []):
         pp_path = f"{path}.ports[{i}]"
         if not isinstance(p, dict):
@@ -158,11 +159,16 @@ def validate_container(c: dict, path: str, names: set, errs: list) -> None:
         if p.get("name"):
             for msg in v.is_valid_port_name(p["name"]):
                 errs.append(v.invalid(f"{pp_path}.name", p["name"], msg))
+            if p["name"] in port_names:
+                errs.append(v.duplicate(f"{pp_path}.name", p["name"]))
+            port_names.add(p["name"])
         if "hostPort" in p and p["hostPort"] not in (None, 0):
             for msg in v.is_valid_port_num(p["hostPort"]):
                 errs.append(v.invalid(f"{pp_path}.hostPort", p["hostPort"], msg))
-        k = (cp, proto, p.get("hostPort"))
-        seen_ports.add(k)
+            hp = (p["hostPort"], proto, p.get("hostIP") or "")
+            if hp in host_ports:
+                errs.append(v.duplicate(f"{pp_path}.hostPort", f"{p['hostPort']}/{proto}"))
+            host_ports.add(hp)
     for i, e in enumerate(c.get("env") or []):
         ep = f"{path}.env[{i}]"
         if not isinstance(e, dict) or not e.get("name"):
@@ -213,10 +219,11 @@ def validate_pod_spec(spec, path: str) -> list:
     if not containers:
         errs.append(v.required(f"{path}.containers", ""))
     names: set = set()
+    host_ports: set = set()
     for i, c in enumerate(spec.get("initContainers") or []):
         validate_container(c, f"{path}.initContainers[{i}]", names, errs)
     for i, c in enumerate(containers or []):
-        validate_container(c, f"{path}.containers[{i}]", names, errs)
+        validate_container(c, f"{path}.containers[{i}]", names, errs, host_ports)
     rp = spec.get("restartPolicy")
     if rp is not None and rp not in RESTART_POLICIES:
         errs.append(v.not_supported(f"{path}.restartPolicy", rp, RESTART_POLICIES))
