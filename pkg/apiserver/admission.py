@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 Release = Callable[[], Awaitable[None]]
 
 NOT_READY = "node.kubernetes.io/not-ready"
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 UNREACHABLE = "node.kubernetes.io/unreachable"
 
 
@@ -51,6 +52,11 @@ class Admission:
 
     async def validate(self, request, k: Kind, obj: dict, old: dict | None, op: str) -> None:
         return None
+
+    def validate_delete(self, k: Kind, name: str) -> None:
+        """NamespaceLifecycle: the system namespaces may not be deleted."""
+        if k.group == "" and k.plural == "namespaces" and name in IMMORTAL_NAMESPACES:
+            raise status.forbidden("", "namespaces", name, "this namespace may not be deleted")
 
     # --- Service allocation ----------------------------------------------------------------
 

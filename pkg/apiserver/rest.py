@@ -888,6 +888,7 @@ class ResourceHandler:
 
     async def delete(self, request: web.Request, r: Req, opts: dict | None = None) -> web.Response:
         k = r.kind
+        self.admission.validate_delete(k, r.name)
         if opts is None:
             opts = await self._delete_options(request)
         dry = bool(opts.get("dryRun"))

@@ -107,6 +107,7 @@ class APIServer:
         self.handler = ResourceHandler(self.store, self.cacher, self.registry, self.admission)
         self.crds = CRDController(self.store, self.cacher, self.registry)
         self.ready = False
+        self._system_task: asyncio.Task | None = None
         self._openapi: tuple[int, dict] | None = None
         self.runner: web.AppRunner | None = None
         self._register_virtual()
@@ -299,6 +300,7 @@ class APIServer:
                 log.warning("waiting for etcd err=%r", e)
                 await asyncio.sleep(0.5)
         await bootstrap(self)
+        self._system_task = asyncio.create_task(self._keep_system_objects(), name="system-objects")
         await self.repair_allocations()
         self.crds.sync_all_now()
         await self.crds.start()
@@ -317,6 +319,18 @@ class APIServer:
                            reuse_address=True)
         await site.start()
         log.info("serving address=%s:%d tls=%s", self.cfg.bind_address, self.cfg.secure_port, ssl_ctx is not None)
+
+    async def _keep_system_objects(self, period: float = 10.0) -> None:
+        """As upstream's apiserver does: the system namespaces and the `kubernetes` Service and
+        endpoints are put back every 10 s when someone removed them."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await bootstrap(self)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("system objects reconcile failed err=%r", e)
 
     async def repair_allocations(self) -> None:
         svcs, _ = self.cacher.list("/registry/services/", "/registry/services/")
@@ -349,6 +363,8 @@ class APIServer:
         if self.runner is not None:
             await self.runner.cleanup()
         await self.crds.stop()
+        if self._system_task is not None:
+            self._system_task.cancel()
         await self.cacher.stop()
         await self.store.close()
 

@@ -140,3 +140,12 @@ def test_server_healthy_and_consistent_after_fuzzing(http, kubectl):
         assert body["kind"] == k.list_kind and isinstance(body["items"], list)
     out = kubectl("get", "namespaces", "-o", "name")
     assert "namespace/default" in out.split()
+    # the fuzzer may have deleted the `kubernetes` Service: the apiserver puts it back within 10 s
+    import time
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if http.urlopen("GET", "/api/v1/namespaces/default/services/kubernetes").status == 200:
+            break
+        time.sleep(0.5)
+    r = http.urlopen("GET", "/api/v1/namespaces/default/services/kubernetes")
+    assert r.status == 200 and json.loads(r.data)["spec"]["clusterIP"] == "10.96.0.1"

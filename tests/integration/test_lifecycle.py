@@ -254,3 +254,24 @@ def test_metrics_are_served_with_bounded_labels(control_plane, k8s, namespace):
     assert 'apiserver_request_total{code="201",resource="configmaps",verb="POST"}' in text
     assert 'apiserver_request_duration_seconds_bucket{le="0.005",resource="configmaps",verb="GET"}' in text
     assert "metric-probe-name" not in text and namespace not in text
+
+
+def test_system_namespaces_and_kubernetes_service_are_kept(k8s):
+    import time
+    core = client.CoreV1Api(k8s)
+    for ns in ("default", "kube-system", "kube-public"):
+        with pytest.raises(ApiException) as e:
+            core.delete_namespace(ns)
+        assert e.value.status == 403
+        assert json.loads(e.value.body)["message"] == \
+            f'namespaces "{ns}" is forbidden: this namespace may not be deleted'
+    core.delete_namespaced_service("kubernetes", "default")
+    deadline = time.time() + 15
+    svc = None
+    while time.time() < deadline and svc is None:
+        try:
+            svc = core.read_namespaced_service("kubernetes", "default")
+        except ApiException as e:
+            assert e.status == 404
+            time.sleep(0.5)
+    assert svc is not None and svc.spec.cluster_ip == "10.96.0.1"
