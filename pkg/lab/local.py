@@ -77,3 +77,8 @@ class Lab:
                 stop(pid)
         if self.state.exists():
             shutil.rmtree(self.state)
+        if self.state == DEFAULT_STATE:
+            try:
+                DEFAULT_STATE.parent.rmdir()  # /var/lib/kubelab, made by `up`, if nothing else is there
+            except OSError:
+                pass
