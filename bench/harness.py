@@ -437,6 +437,8 @@ def fmt(value: float | None, unit: str = "") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if unit == "s":
+        if value < 0.01:
+            return f"{value * 1000:.2f} ms"
         if value < 1:
             return f"{value * 1000:.1f} ms"
         return f"{value:.2f} s"

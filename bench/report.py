@@ -15,26 +15,11 @@ import sys
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+from harness import fmt  # noqa: E402  (one number formatter for the scripts and the report)
+
 TOP = BENCH_DIR.parent
 ORDER = ["pod_crud", "list_10k", "watch_latency"]
-
-
-def fmt(value, unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if unit == "s":
-        if value < 0.01:
-            return f"{value * 1000:.2f} ms"
-        if value < 1:
-            return f"{value * 1000:.1f} ms"
-        return f"{value:.2f} s"
-    if abs(value) >= 100:
-        s = f"{value:,.0f}"
-    elif abs(value) >= 10:
-        s = f"{value:.1f}"
-    else:
-        s = f"{value:.2f}"
-    return f"{s} {unit}".strip()
 
 
 def verdict(f: dict) -> str:
