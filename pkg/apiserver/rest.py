@@ -642,7 +642,8 @@ class ResourceHandler:
         k = r.kind
 
         async def fn(cur: dict) -> dict | None:
-            cur = copy.deepcopy(_view(k, cur))
+            # cur is the store's private decode of the stored bytes: viewing it needs no copy
+            cur = _view(k, cur)
             cur["apiVersion"] = k.api_version
             old = copy.deepcopy(cur)
             new = mutate(cur)

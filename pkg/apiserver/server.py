@@ -108,7 +108,6 @@ class APIServer:
         self.crds = CRDController(self.store, self.cacher, self.registry)
         self.ready = False
         self._system_task: asyncio.Task | None = None
-        self._openapi: tuple[int, dict] | None = None
         self.runner: web.AppRunner | None = None
         self._register_virtual()
 
@@ -258,18 +257,13 @@ class APIServer:
             return codec.json_response(openapi.v2(self.registry))
         if parts[1:2] == ["v3"]:
             if len(parts) == 2:
-                return codec.json_response(self._v3_index())
+                return codec.json_response(openapi.v3_index(self.registry))
             rel = parts[2:]
             if rel[0] == "api" and len(rel) == 2:
                 return codec.json_response(openapi.v3_group(self.registry, "", rel[1]))
             if rel[0] == "apis" and len(rel) == 3 and self.registry.resources_in(rel[1], rel[2]):
                 return codec.json_response(openapi.v3_group(self.registry, rel[1], rel[2]))
         raise status.route_not_found("/" + "/".join(parts))
-
-    def _v3_index(self) -> dict:
-        if self._openapi is None or self._openapi[0] != self.registry.generation:
-            self._openapi = (self.registry.generation, openapi.v3_index(self.registry))
-        return self._openapi[1]
 
     async def _health(self, request: web.Request, which: str, sub: list[str]) -> web.Response:
         checks = {"ping": True, "etcd": await self.store.healthy(), "informer-sync": self.ready}
