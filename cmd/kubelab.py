@@ -1,4 +1,4 @@
-"""kubelab: the operator CLI (up, down, status)."""
+"""kubelab: the operator CLI (up, down, status, images)."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +11,10 @@ from kubelab.lab.local import DEFAULT_STATE, Lab, LabError
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["images"]:
+        from kubelab.cri.image.cli import images_main
+        sys.exit(images_main(args[1:]))
     p = argparse.ArgumentParser(prog="kubelab", description="Run a kubelab lab on this host.")
     p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE, help="where the lab keeps its state")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -19,7 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--etcd-port", type=int, default=23790)
     sub.add_parser("down", help="stop the lab and remove everything it made")
     sub.add_parser("status", help="show what is running")
-    a = p.parse_args(argv)
+    sub.add_parser("images", help="build, import and list container images (kubelab images --help)")
+    a = p.parse_args(args)
     lab = Lab(a.state_dir, **({"etcd_port": a.etcd_port, "apiserver_port": a.apiserver_port}
                               if a.cmd == "up" else {}))
     try:
