@@ -13,20 +13,27 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages the project needs now; later components add theirs here.
-PKGS=(etcd-server python3 python3-venv python3-dev gcc make iproute2 iptables ca-certificates curl procps)
+PKGS=(etcd-server python3 python3-venv python3-dev gcc make iproute2 iptables ca-certificates curl procps
+      util-linux mount runc conmon)
+# peers and helpers for the tests: containerd (the CRI peer), the reference CNI plugins, a local registry
+PKGS+=(containerd containernetworking-plugins docker-registry)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# `kubelab images build` fetches Debian packages with apt-get download: it needs the package lists
+if [ ${#missing[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "apt packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # the Debian etcd package may start a system etcd on a systemd host; the lab runs its own
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemctl disable --now etcd >/dev/null 2>&1 || true
+  systemctl disable --now etcd containerd docker-registry >/dev/null 2>&1 || true
 fi
 
 PY="${PYTHON:-python3}"

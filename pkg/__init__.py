@@ -1,1 +1,3 @@
 """kubelab: a Kubernetes written in Python in which every part is real."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,451 @@
+"""containerd 1.6 (Debian's package) as a CRI peer for the e2e tests, isolated in a temp dir.
+
+The CRI conformance suite runs unchanged against kubelab-cri and against this peer. Everything
+the peer makes lives under one dir: containerd's root and state (images, snapshots, the CRI
+plugin's sandboxes, pod network namespaces, shim bundles), runc's state, its sockets, config and
+log, so several peers can run beside each other and beside a system containerd. Not a fixture
+file: ``tests/e2e/conftest.py`` builds its fixtures from this class. Synchronous, like the suite's
+CRI client (it may also be called from a running event loop: commands then run in a thread).
+
+    ctrd = Containerd(tmp, cni_conf_dir=conf_dir, plain_http_registries=["127.0.0.1:5000"])
+    ctrd.start()                        # returns once CRI Version answers on ctrd.socket
+    ctrd.import_image(Path("pause.tar"))
+    ...                                 # CRI clients dial unix://<ctrd.socket>
+    ctrd.stop()                         # pods removed through CRI, containerd and its shims killed,
+                                        # mounts unmounted, the dir removed; PeerLeak if anything is left
+
+What containerd needs on this machine (Debian 12, cgroup v1 hybrid, PID 1 not systemd, no
+negative oom_score_adj allowed):
+  - the cgroupfs driver: ``SystemdCgroup = false`` for runc and ``systemd_cgroup = false``;
+  - ``restrict_oom_score_adj = true``: the kubelet asks for -998 for sandboxes and -997 for
+    guaranteed pods; the clamp makes containerd use its own score (0) instead, else runc fails
+    writing oom_score_adj;
+  - ``oom_score = 0`` so containerd leaves its own score alone;
+  - ``disable_apparmor = true`` (no AppArmor here), the snapshotters that cannot work here
+    disabled (aufs, btrfs, zfs, devmapper); overlayfs is the snapshotter;
+  - ``netns_mounts_under_state_dir = true`` so pod network namespaces are pinned under the
+    peer's state dir, not the host's /var/run/netns, and runc's ``Root`` under the peer's dir
+    (its default, /run/containerd/runc, is shared with any other containerd);
+  - shim sockets cannot be moved: containerd 1.6 always puts them in /run/containerd/s/
+    (named sha256("<address>/k8s.io/<task id>")); a killed shim leaves its socket there, so
+    stop() removes the ones of its own tasks, and the dirs if it created them and they are empty.
+containerd 1.6 answers ``RuntimeConfig`` (and the newer RPCs) with UNIMPLEMENTED.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import grpc
+import psutil
+
+from kubelab.cri.api import api_pb2, api_pb2_grpc
+from kubelab.proc import CommandError, Result, run
+
+CONTAINERD = "/usr/bin/containerd"
+CTR = "/usr/bin/ctr"
+RUNC = "/usr/sbin/runc"
+CNI_BIN_DIR = Path("/usr/lib/cni")
+NAMESPACE = "k8s.io"  # the containerd namespace the CRI plugin uses
+DEFAULT_SANDBOX_IMAGE = "localhost/kubelab/pause:3.9"
+MAX_MESSAGE = 16 * 1024 * 1024  # as the kubelet
+# containerd 1.6 puts every shim's socket under here, whatever its state dir (a constant in its source)
+SHIM_SOCKET_ROOT = Path("/run/containerd")
+# Plugins that cannot load (or must not run) on this machine; skipping them keeps the log quiet.
+DISABLED_PLUGINS = (
+    "io.containerd.snapshotter.v1.aufs",
+    "io.containerd.snapshotter.v1.btrfs",
+    "io.containerd.snapshotter.v1.zfs",
+    "io.containerd.snapshotter.v1.devmapper",
+    "io.containerd.tracing.processor.v1.otlp",
+    "io.containerd.internal.v1.tracing",
+)
+
+
+class ContainerdError(Exception):
+    """containerd could not be started or a ctr command failed."""
+
+
+class PeerLeak(AssertionError):
+    """stop() found processes, mounts, sockets or files of the peer still present."""
+
+
+def run_sync(args: Sequence[str], timeout: float = 60.0, check: bool = True) -> Result:
+    """kubelab.proc.run from synchronous code, also when this thread already runs an event loop."""
+    def once() -> Result:
+        return asyncio.run(run(args, timeout=timeout, check=check))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return once()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(once).result()
+
+
+def _toml_str(value: str | Path) -> str:
+    s = str(value)
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(base: Path, address: Path, *, cni_conf_dir: Path, cni_bin_dir: Path = CNI_BIN_DIR,
+                  sandbox_image: str = DEFAULT_SANDBOX_IMAGE, runc: str = RUNC,
+                  mirrors: dict[str, list[str]] | None = None, log_level: str = "info") -> str:
+    """containerd's config.toml (version 2) keeping every path of the peer under ``base``.
+
+    ``mirrors`` maps a registry host ("127.0.0.1:5000") to endpoint URLs ("http://127.0.0.1:5000"):
+    how containerd 1.6 is told to pull from a registry over plain HTTP."""
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    lines = [
+        "version = 2",
+        f"root = {_toml_str(base / 'root')}",
+        f"state = {_toml_str(base / 'state')}",
+        f"temp = {_toml_str(base / 'tmp')}",
+        'plugin_dir = ""',
+        "oom_score = 0",
+        "disabled_plugins = [" + ", ".join(_toml_str(p) for p in DISABLED_PLUGINS) + "]",
+        "",
+        "[grpc]",
+        f"  address = {_toml_str(address)}",
+        "  uid = 0",
+        "  gid = 0",
+        f"  max_recv_message_size = {MAX_MESSAGE}",
+        f"  max_send_message_size = {MAX_MESSAGE}",
+        "",
+        "[ttrpc]",
+        f"  address = {_toml_str(str(address) + '.ttrpc')}",
+        "",
+        "[debug]",
+        '  address = ""',
+        f"  level = {_toml_str(log_level)}",
+        "",
+        "[metrics]",
+        '  address = ""',
+        "",
+        f"[{cri}]",
+        f"  sandbox_image = {_toml_str(sandbox_image)}",
+        "  restrict_oom_score_adj = true",
+        "  netns_mounts_under_state_dir = true",
+        "  disable_apparmor = true",
+        "  enable_selinux = false",
+        "  systemd_cgroup = false",
+        '  stream_server_address = "127.0.0.1"',
+        '  stream_server_port = "0"',
+        "",
+        f"[{cri}.cni]",
+        f"  bin_dir = {_toml_str(cni_bin_dir)}",
+        f"  conf_dir = {_toml_str(cni_conf_dir)}",
+        "",
+        f"[{cri}.containerd]",
+        '  snapshotter = "overlayfs"',
+        '  default_runtime_name = "runc"',
+        "",
+        f"[{cri}.containerd.runtimes.runc]",
+        '  runtime_type = "io.containerd.runc.v2"',
+        "",
+        f"[{cri}.containerd.runtimes.runc.options]",
+        f"  BinaryName = {_toml_str(runc)}",
+        f"  Root = {_toml_str(base / 'runc')}",
+        "  SystemdCgroup = false",
+        "",
+        '[plugins."io.containerd.internal.v1.opt"]',
+        f"  path = {_toml_str(base / 'opt')}",
+        "",
+    ]
+    for host, endpoints in (mirrors or {}).items():
+        lines += [f"[{cri}.registry.mirrors.{_toml_str(host)}]",
+                  "  endpoint = [" + ", ".join(_toml_str(e) for e in endpoints) + "]", ""]
+    return "\n".join(lines)
+
+
+def mountpoints_under(base: Path) -> list[str]:
+    """Mount points at or below ``base`` (from /proc/self/mountinfo), deepest first."""
+    prefix = str(base).rstrip("/") + "/"
+    found = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mnt = line.split()[4]
+            mnt = mnt.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+            if mnt == str(base) or mnt.startswith(prefix):
+                found.add(mnt)
+    return sorted(found, key=lambda m: (m.count("/"), m), reverse=True)
+
+
+def cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return []
+
+
+def running(p: psutil.Process) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class Containerd:
+    """One containerd with its CRI plugin, all its state under ``base`` (a new temp dir if None)."""
+
+    def __init__(self, base: Path | None = None, *, cni_conf_dir: Path, cni_bin_dir: Path = CNI_BIN_DIR,
+                 sandbox_image: str = DEFAULT_SANDBOX_IMAGE, plain_http_registries: Iterable[str] = (),
+                 mirrors: dict[str, list[str]] | None = None, log_path: Path | None = None,
+                 log_level: str = "info") -> None:
+        self.base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="kubelab-ctrd-"))
+        self.address = self.base / "containerd.sock"
+        # unix socket paths hold at most 107 bytes, and the ttrpc socket adds ".ttrpc"
+        if len(str(self.address)) > 100:
+            raise ContainerdError(f"socket path too long for a unix socket: {self.address}")
+        self.config_path = self.base / "config.toml"
+        self.log_path = Path(log_path) if log_path else self.base / "containerd.log"
+        self.runc_root = self.base / "runc" / NAMESPACE  # the shim adds the namespace to Root
+        self.cni_conf_dir = Path(cni_conf_dir)
+        self.cni_bin_dir = Path(cni_bin_dir)
+        self.sandbox_image = sandbox_image
+        self.mirrors = {host: [f"http://{host}"] for host in plain_http_registries}
+        self.mirrors.update(mirrors or {})
+        self.log_level = log_level
+        self.proc: subprocess.Popen | None = None
+        self._shim_procs: set[psutil.Process] = set()
+        self._container_procs: set[psutil.Process] = set()
+        self._task_ids: set[str] = set()
+        self._made_socket_root = False
+
+    @property
+    def socket(self) -> str:
+        """Path of the CRI (and containerd API) socket."""
+        return str(self.address)
+
+    @property
+    def endpoint(self) -> str:
+        """The CRI endpoint as the kubelet's --container-runtime-endpoint spells it."""
+        return f"unix://{self.address}"
+
+    def channel(self) -> grpc.Channel:
+        """A new (synchronous) grpc channel to the peer; the caller closes it."""
+        return grpc.insecure_channel(self.endpoint, options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)])
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> api_pb2.VersionResponse:
+        """Write the config, start containerd and wait until CRI Version answers; return it."""
+        if self.proc is not None:
+            raise ContainerdError("this containerd peer was already started")
+        self._made_socket_root = not SHIM_SOCKET_ROOT.exists()
+        for d in ("root", "state", "tmp", "opt", "runc"):
+            (self.base / d).mkdir(parents=True, exist_ok=True)
+        self.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(render_config(
+            self.base, self.address, cni_conf_dir=self.cni_conf_dir, cni_bin_dir=self.cni_bin_dir,
+            sandbox_image=self.sandbox_image, mirrors=self.mirrors, log_level=self.log_level))
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [CONTAINERD, "--config", str(self.config_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, cwd=str(self.base),
+                env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                     "TMPDIR": str(self.base / "tmp")})
+        deadline = time.monotonic() + timeout
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ContainerdError(f"containerd exited with status {self.proc.returncode} while starting: "
+                                      f"{self.log_tail(1)}")
+            if self.address.exists():
+                with self.channel() as ch:
+                    try:
+                        return api_pb2_grpc.RuntimeServiceStub(ch).Version(
+                            api_pb2.VersionRequest(version="0.1.0"), timeout=2)
+                    except grpc.RpcError as e:
+                        last_error = f"{e.code().name}: {e.details()}"
+            time.sleep(0.05)
+        self._terminate_daemon()  # never leave a half-started daemon behind
+        raise ContainerdError(f"containerd did not answer CRI Version on {self.address} within {timeout:g}s "
+                              f"({last_error}); last log line: {self.log_tail(1)}")
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def ctr(self, *args: str, timeout: float = 120.0) -> str:
+        """Run ``ctr -a <socket> -n k8s.io ARGS``; return its stdout (ContainerdError on failure)."""
+        try:
+            return run_sync([CTR, "-a", str(self.address), "-n", NAMESPACE, *args], timeout=timeout).text
+        except CommandError as e:
+            raise ContainerdError(str(e)) from None
+
+    def import_image(self, tar_path: Path, base_name: str | None = None) -> list[str]:
+        """Import an image archive (OCI layout or docker save tar) into the CRI's namespace with
+        ``ctr images import --all-platforms``; return the names it imported. ``base_name`` names
+        OCI entries whose ref annotation is only a tag."""
+        args = ["images", "import", "--all-platforms"]
+        if base_name:
+            args += ["--base-name", base_name]
+        out = self.ctr(*args, str(tar_path))
+        # ctr 1.6 prints "unpacking <name> (sha256:...)...done" per image
+        return [line.split()[1] for line in out.splitlines()
+                if line.startswith("unpacking ") and len(line.split()) >= 2]
+
+    def stop(self) -> None:
+        """Remove the peer and everything it made; raise PeerLeak if something is left.
+
+        While containerd runs, its pods are stopped and removed through CRI (CNI DEL runs, the
+        shims end cleanly). Then containerd is terminated, any container runc still knows is
+        force-deleted, any shim started for this address is killed, the sockets of its shims
+        are removed, every mount under the peer's dir is unmounted and the dir is removed."""
+        self._remember_tasks()
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self._remove_all_pods()
+            except grpc.RpcError:
+                pass  # the forceful steps below still clean up
+            self._terminate_daemon()
+        self._delete_runc_containers()
+        self._kill_shims()
+        self._wait_gone(self._shim_procs | self._container_procs, 10)
+        self._remove_shim_sockets()
+        self._unmount_all()
+        if self.base.exists():
+            shutil.rmtree(self.base)
+        self._verify_gone()
+
+    # -- tasks and shims ---------------------------------------------------------------------
+
+    def shim_socket(self, task_id: str) -> Path:
+        """Where containerd 1.6 puts the socket of the shim of task ``task_id`` of this peer."""
+        digest = hashlib.sha256(f"{self.address}/{NAMESPACE}/{task_id}".encode()).hexdigest()
+        return SHIM_SOCKET_ROOT / "s" / digest
+
+    def shims(self) -> list[psutil.Process]:
+        """The running shims started by this peer (their command line names its address)."""
+        found = []
+        for p in psutil.process_iter():
+            cmd = cmdline(p)
+            if cmd and os.path.basename(cmd[0]).startswith("containerd-shim") and str(self.address) in cmd:
+                found.append(p)
+        return found
+
+    def _remember_tasks(self) -> None:
+        """Note this peer's shims, their container processes and task IDs while they can be seen."""
+        for shim in self.shims():
+            self._shim_procs.add(shim)
+            try:
+                self._container_procs.update(shim.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+            cmd = cmdline(shim)
+            if "-id" in cmd[:-1]:
+                self._task_ids.add(cmd[cmd.index("-id") + 1])
+        for d in (self.base / "state" / "io.containerd.runtime.v2.task" / NAMESPACE, self.runc_root):
+            if d.is_dir():
+                self._task_ids.update(p.name for p in d.iterdir())
+
+    # -- stop steps --------------------------------------------------------------------------
+
+    def _remove_all_pods(self) -> None:
+        with self.channel() as ch:
+            rt = api_pb2_grpc.RuntimeServiceStub(ch)
+            for pod in rt.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items:
+                rt.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=pod.id), timeout=30)
+                rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=30)
+
+    def _terminate_daemon(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def _delete_runc_containers(self) -> None:
+        if not self.runc_root.is_dir():
+            return
+        res = run_sync([RUNC, "--root", str(self.runc_root), "list", "--format", "json"], check=False)
+        try:
+            containers = json.loads(res.stdout or b"null") or []
+        except ValueError:
+            containers = []
+        for c in containers:
+            if c.get("pid"):
+                try:
+                    self._container_procs.add(psutil.Process(int(c["pid"])))
+                except psutil.NoSuchProcess:
+                    pass
+            run_sync([RUNC, "--root", str(self.runc_root), "delete", "--force", c["id"]], check=False)
+
+    def _kill_shims(self) -> None:
+        self._remember_tasks()
+        for p in list(self._container_procs) + list(self._shim_procs):
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+
+    @staticmethod
+    def _wait_gone(procs: set[psutil.Process], timeout: float) -> None:
+        """Wait until the processes have exited and been reaped (shims are reparented to PID 1
+        once their starter exits, so their zombies go when PID 1 reaps them)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(p.is_running() for p in procs):
+            time.sleep(0.05)
+
+    def _remove_shim_sockets(self) -> None:
+        """A shim removes its socket when it exits cleanly; a killed one leaves it behind."""
+        for task_id in self._task_ids:
+            self.shim_socket(task_id).unlink(missing_ok=True)
+        if self._made_socket_root:
+            for d in (SHIM_SOCKET_ROOT / "s", SHIM_SOCKET_ROOT):
+                try:
+                    d.rmdir()  # only when empty: another containerd may be using it
+                except OSError:
+                    break
+
+    def _unmount_all(self) -> None:
+        for _ in range(10):  # mounts can be stacked; a few passes unmount them all
+            mounts = mountpoints_under(self.base)
+            if not mounts:
+                return
+            for m in mounts:
+                if run_sync(["umount", m], check=False).returncode != 0:
+                    run_sync(["umount", "-l", m], check=False)
+
+    def _verify_gone(self) -> None:
+        problems = []
+        if self.proc is not None and self.proc.poll() is None:
+            problems.append(f"containerd pid {self.proc.pid} still running")
+        shims = sorted({p.pid for p in self.shims()} | {p.pid for p in self._shim_procs if running(p)})
+        if shims:
+            problems.append(f"shims still running: {shims}")
+        alive = sorted(p.pid for p in self._container_procs if running(p))
+        if alive:
+            problems.append(f"container processes still running: {alive}")
+        others = [p.pid for p in psutil.process_iter() if str(self.base) in " ".join(cmdline(p))]
+        if others:
+            problems.append(f"processes still mention {self.base}: {others}")
+        mounts = mountpoints_under(self.base)
+        if mounts:
+            problems.append(f"still mounted: {mounts}")
+        sockets = [str(self.shim_socket(t)) for t in sorted(self._task_ids) if self.shim_socket(t).exists()]
+        if sockets:
+            problems.append(f"shim sockets left: {sockets}")
+        if self.base.exists():
+            problems.append(f"{self.base} still exists")
+        if problems:
+            raise PeerLeak("containerd peer left: " + "; ".join(problems))
