@@ -77,7 +77,8 @@ class Conmon:
         deadline = time.monotonic() + timeout
         try:
             try:
-                await proc.run(args, env=env, timeout=timeout, pass_fds=(w,))
+                # conmon also writes an "oom" file into its working directory
+                await proc.run(args, env=env, timeout=timeout, pass_fds=(w,), cwd=str(persist_dir))
             finally:
                 os.close(w)
             line = await _read_line(r, max(0.1, deadline - time.monotonic()))
