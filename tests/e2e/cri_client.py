@@ -63,7 +63,8 @@ class Pods:
 
     def sandbox_config(self, name: str = "", *, hostname: str = "", ports: list[tuple[int, int]] = (),
                        labels: dict | None = None, dns: pb.DNSConfig | None = None,
-                       host_network: bool = False, sysctls: dict | None = None) -> pb.PodSandboxConfig:
+                       host_network: bool = False, sysctls: dict | None = None,
+                       pid: int = pb.CONTAINER) -> pb.PodSandboxConfig:
         name = name or f"pod-{uuid.uuid4().hex[:8]}"
         uid = str(uuid.uuid4())
         logdir = self.log_root / f"cri-test_{name}_{uid}"
@@ -78,6 +79,8 @@ class Pods:
             c.port_mappings.append(pb.PortMapping(protocol=pb.TCP, container_port=ctr, host_port=host))
         if dns is not None:
             c.dns_config.CopyFrom(dns)
+        # as the kubelet sends it: CONTAINER unless shareProcessNamespace (POD) or hostPID (NODE)
+        c.linux.security_context.namespace_options.pid = pid
         if host_network:
             c.linux.security_context.namespace_options.network = pb.NODE
         for k, v in (sysctls or {}).items():
@@ -92,7 +95,7 @@ class Pods:
 
     def container_config(self, name: str, image: str, command: list[str] = (), args: list[str] = (),
                          *, env: dict | None = None, working_dir: str = "", memory: int = 0,
-                         run_as_user: int | None = None, attempt: int = 0) -> pb.ContainerConfig:
+                         run_as_user: int | None = None, attempt: int = 0, pid: int = pb.CONTAINER) -> pb.ContainerConfig:
         c = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name, attempt=attempt),
                                image=pb.ImageSpec(image=self.cri.images[image]), command=command, args=args,
                                working_dir=working_dir, log_path=f"{name}/{attempt}.log",
@@ -101,6 +104,7 @@ class Pods:
             c.envs.append(pb.KeyValue(key=k, value=v))
         if memory:
             c.linux.resources.memory_limit_in_bytes = memory
+        c.linux.security_context.namespace_options.pid = pid
         if run_as_user is not None:
             c.linux.security_context.run_as_user.value = run_as_user
         return c

@@ -91,6 +91,11 @@ def container_path(parent: str, id: str) -> str:
     return "/" + "/".join(p for p in (parent.strip("/"), id) if p)
 
 
+def procs_files(path: str) -> list[Path]:
+    """The cgroup.procs file of path in every hierarchy (to move a process into the cgroup)."""
+    return [_under(mp, path) / "cgroup.procs" for mp in hierarchies()]
+
+
 def exists(path: str) -> bool:
     d = controller_dir("memory", path) or controller_dir("pids", path)
     return d is not None and d.is_dir()

@@ -25,7 +25,7 @@ from kubelab import proc
 from kubelab.cri import errors
 from kubelab.cri.api import api_pb2 as pb
 from kubelab.cri.image.store import ImageStore
-from kubelab.cri.runtime import cgroups, namespaces, spec as ocispec
+from kubelab.cri.runtime import cgroups, namespaces, pidns, spec as ocispec
 from kubelab.cri.runtime.cni import CNI, CNIError
 from kubelab.cri.runtime.config import RuntimeConfig
 from kubelab.cri.runtime.conmon import Conmon
@@ -104,8 +104,9 @@ class RuntimeService:
         for s in sandboxes:
             self.sandboxes[s.id] = s
             self.names[s.name_key] = s.id
-            if s.state == SANDBOX_READY and s.netns and not namespaces.is_pinned(Path(s.netns)):
-                s.state = SANDBOX_NOTREADY      # the host rebooted: the namespaces are gone
+            if s.state == SANDBOX_READY and ((s.netns and not namespaces.is_pinned(Path(s.netns))) or
+                                             (s.pid_holder and not pidns.alive(s.pid_holder, s.pid_holder_started))):
+                s.state = SANDBOX_NOTREADY      # the host rebooted, or the pod's PID 1 died
                 self.records.save_sandbox(s)
         known = set()
         for c in containers:
@@ -204,6 +205,9 @@ class RuntimeService:
             s.shm = str(shm)
         s.cgroup_parent = config.linux.cgroup_parent or f"{self.cfg.cgroup_parent.rstrip('/')}/pod{config.metadata.uid}"
         s.cgroup_created = cgroups.ensure(s.cgroup_parent)
+        if ns_opts.pid == pb.POD:
+            s.pid_holder = await pidns.start(cgroups.procs_files(s.cgroup_parent))
+            s.pid_holder_started = pidns.start_time(s.pid_holder)
         if s.netns:
             await namespaces.loopback_up(Path(s.netns))
             await self._apply_sysctls(s)
@@ -298,6 +302,7 @@ class RuntimeService:
     async def _teardown_sandbox(self, s: Sandbox, remove: bool) -> None:
         """Undo whatever _setup_sandbox did; safe on a half-made sandbox and when run twice."""
         await self._teardown_network(s)
+        pidns.stop(s.pid_holder, s.pid_holder_started)
         if not remove:
             return
         if s.shm:
@@ -315,6 +320,7 @@ class RuntimeService:
         async with self._locks[s.id]:
             for c in [c for c in self.containers.values() if c.sandbox_id == s.id]:
                 await self.stop_container(c.id, 0)
+            pidns.stop(s.pid_holder, s.pid_holder_started)
             await self._teardown_network(s)
             if s.state != SANDBOX_NOTREADY:
                 s.state = SANDBOX_NOTREADY
@@ -400,7 +406,8 @@ class RuntimeService:
             await self.images.snapshots.mount_overlay(lowers, home / "upper", home / "work", bundle / "rootfs")
             spec = ocispec.build_spec(
                 image_config=image.config, config=config, sandbox=self._spec_sandbox(s), rootfs=bundle / "rootfs",
-                container_id=id, cgroups_path=c.cgroups_path, oom_score_adj_floor=_own_oom_score_adj())
+                container_id=id, cgroups_path=c.cgroups_path, oom_score_adj_floor=_own_oom_score_adj(),
+                target_pid_ns=self._target_pid_ns(config))
             c.stop_signal = ocispec.stop_signal(image.config, config)
             (bundle / "config.json").write_text(json.dumps(spec))
             if log_path:
@@ -427,7 +434,18 @@ class RuntimeService:
                                    hostname_file=os.path.join(s.dir, "hostname"),
                                    hosts_file=os.path.join(s.dir, "hosts"),
                                    resolv_file=os.path.join(s.dir, "resolv.conf"),
-                                   pid_ns="")
+                                   pid_ns=pidns.path(s.pid_holder) if s.pid_holder else "")
+
+    def _target_pid_ns(self, config: pb.ContainerConfig) -> str:
+        """For pid NamespaceMode TARGET (ephemeral containers): the target container's PID namespace."""
+        ns = config.linux.security_context.namespace_options
+        if ns.pid != pb.TARGET:
+            return ""
+        target = self._container(ns.target_id)
+        self._refresh(target)
+        if target.state != RUNNING or not target.pid:
+            raise errors.FailedPrecondition(f"target container {ns.target_id!r} is not running")
+        return f"/proc/{target.pid}/ns/pid"
 
     async def start_container(self, id: str) -> None:
         c = self._container(id)

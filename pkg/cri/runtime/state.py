@@ -58,6 +58,8 @@ class Sandbox:
     cgroup_parent: str = ""
     cgroup_created: bool = False    # the runtime made the parent cgroup and removes it with the sandbox
     runtime_handler: str = ""
+    pid_holder: int = 0             # init of the pod's shared PID namespace (pid NamespaceMode POD)
+    pid_holder_started: float = 0.0
     dir: str = ""                   # per-sandbox volatile dir (hostname, hosts, resolv.conf, shm, uts, ipc)
 
     @property

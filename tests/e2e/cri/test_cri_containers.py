@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import socket
+import subprocess
 import time
 import urllib.request
 
@@ -257,3 +259,28 @@ def test_nginx_answers_http_on_its_pod_ip(cri, pods):
     cri.rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=10))
     st = cri.status(cid)
     assert st.state == pb.CONTAINER_EXITED and st.exit_code == 0     # SIGQUIT: graceful shutdown
+
+
+def test_port_mapping_reaches_the_container(cri, pods):
+    cri.pull("nginx")
+    with socket.socket() as s:       # a free host port
+        s.bind(("0.0.0.0", 0))
+        host_port = s.getsockname()[1]
+    sid, sconfig = pods.run_sandbox(ports=[(host_port, 80)])
+    pods.start(sid, sconfig, pods.container_config("nginx", "nginx"))
+    gateway = "10.250.0.1"          # the bridge's address on the host (tests/e2e/conftest.py)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{gateway}:{host_port}/", timeout=2) as r:
+                assert r.status == 200
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    assert f"--dport {host_port}" in rules
+    cri.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+    rules = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    assert f"--dport {host_port}" not in rules, "hostPort rule left after StopPodSandbox"

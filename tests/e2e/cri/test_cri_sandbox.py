@@ -113,3 +113,26 @@ def test_stop_sandbox_stops_its_containers(cri, pods):
     with pytest.raises(grpc.RpcError) as e:
         cri.status(cid)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["pid-POD", "pid-CONTAINER"])
+def test_process_namespace_sharing(cri, pods, shared):
+    pods.cri.pull("busybox")
+    mode = pb.POD if shared else pb.CONTAINER
+    sid, sconfig = pods.run_sandbox(pid=mode)
+    a = pods.start(sid, sconfig, pods.container_config("a", "busybox", ["sleep", "3601"], pid=mode))
+    b = pods.start(sid, sconfig, pods.container_config("b", "busybox", ["sleep", "3602"], pid=mode))
+    cri.wait_state(a, pb.CONTAINER_RUNNING)
+    ps = cri.rt.ExecSync(pb.ExecSyncRequest(container_id=b, cmd=["ps", "-o", "pid,args"], timeout=10)).stdout.decode()
+    rows = [ln.split(None, 1) for ln in ps.splitlines()[1:]]
+    by_args = {args.strip(): int(pid) for pid, args in rows}
+    assert "sleep 3602" in by_args
+    if shared:
+        assert "sleep 3601" in by_args, ps
+        assert by_args["sleep 3601"] != 1 and by_args["sleep 3602"] != 1, "PID 1 must be the pod's init"
+    else:
+        assert "sleep 3601" not in by_args, ps
+        assert by_args["sleep 3602"] == 1
+    cri.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+    for cid in (a, b):
+        assert cri.wait_state(cid, pb.CONTAINER_EXITED).exit_code == 137
