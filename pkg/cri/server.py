@@ -236,6 +236,10 @@ class CRIServer:
 
     async def start(self) -> None:
         await self.runtime.recover()
+        # blobs and snapshots no image refers to (a pull killed midway), older than an hour
+        blobs, snaps = self.store.gc()
+        if blobs or snaps:
+            log.info("image store gc: removed %d blobs and %d snapshots", len(blobs), len(snaps))
         sock = Path(self.cfg.listen)
         sock.parent.mkdir(parents=True, exist_ok=True)
         if sock.exists() or sock.is_symlink():

@@ -569,7 +569,9 @@ class RuntimeService:
                                 started_at=c.started_at, finished_at=c.finished_at, exit_code=c.exit_code,
                                 image=pb.ImageSpec(image=image), image_ref=image_ref, reason=c.reason,
                                 message=c.message, labels=cfg.labels, annotations=cfg.annotations,
-                                mounts=cfg.mounts, log_path=c.log_path)
+                                mounts=cfg.mounts, log_path=c.log_path, image_id=c.image_id)
+        if c.stop_signal in pb.Signal.keys():
+            st.stop_signal = pb.Signal.Value(c.stop_signal)
         if cfg.linux.HasField("resources"):
             st.resources.linux.CopyFrom(cfg.linux.resources)
         resp = pb.ContainerStatusResponse(status=st)
@@ -594,7 +596,8 @@ class RuntimeService:
                     continue
             image, image_ref = self._image_for_status(c)
             out.append(pb.Container(id=c.id, pod_sandbox_id=c.sandbox_id, metadata=cfg.metadata,
-                                    image=pb.ImageSpec(image=image), image_ref=image_ref, state=c.state,
+                                    image=pb.ImageSpec(image=image), image_ref=image_ref, image_id=c.image_id,
+                                    state=c.state,
                                     created_at=c.created_at, labels=cfg.labels, annotations=cfg.annotations))
         return out
 
