@@ -169,3 +169,19 @@ def test_bad_requests_get_a_status(kubelab_cri, kpods):
         cri.rt.ExecSync(pb.ExecSyncRequest(container_id="0" * 64, cmd=["true"]))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     assert cri.rt.Version(pb.VersionRequest()).runtime_api_version == "v1"
+
+
+def test_remove_image_in_use_is_refused(kubelab_cri, kpods):
+    cri = kubelab_cri
+    sid, sconfig = kpods.run_sandbox()
+    cid = kpods.create(sid, sconfig, kpods.container_config("user", "busybox", ["sleep", "3600"]))
+    ref = cri.images["busybox"]
+    with pytest.raises(grpc.RpcError) as e:
+        cri.img.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=ref)))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert cid in e.value.details() and "in use" in e.value.details()
+    assert cri.img.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=ref))).HasField("image")
+    cri.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    cri.img.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=ref)))
+    assert not cri.img.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=ref))).HasField("image")
+    cri.pull("busybox")

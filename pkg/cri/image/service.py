@@ -36,7 +36,7 @@ def auth_from_pb(a: pb.AuthConfig | None) -> Auth | None:
 
 
 class ImageService:
-    def __init__(self, store: ImageStore, puller: Puller, in_use: Callable[[str], bool]) -> None:
+    def __init__(self, store: ImageStore, puller: Puller, in_use: Callable[[str], str | None]) -> None:
         self.store = store
         self.puller = puller
         self.in_use = in_use

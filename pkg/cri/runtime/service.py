@@ -601,8 +601,9 @@ class RuntimeService:
                                     created_at=c.created_at, labels=cfg.labels, annotations=cfg.annotations))
         return out
 
-    def image_in_use(self, image_id: str) -> bool:
-        return any(c.image_id == image_id for c in self.containers.values())
+    def image_in_use(self, image_id: str) -> str | None:
+        """The id of a container using the image, if any (RemoveImage refuses then)."""
+        return next((c.id for c in self.containers.values() if c.image_id == image_id), None)
 
     async def exec_sync(self, id: str, cmd: Iterable[str], timeout: int) -> tuple[bytes, bytes, int]:
         c = self._container(id)
