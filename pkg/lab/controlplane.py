@@ -36,12 +36,15 @@ def wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float, log:
     raise TimeoutError(f"{proc.args[0]} did not listen on {host}:{port} within {timeout}s")
 
 
-def spawn(args: list[str], log: Path, *, detach: bool = False) -> subprocess.Popen:
+def spawn(args: list[str], log: Path, *, detach: bool = False, cwd: Path | None = None,
+          env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a daemon with stdout and stderr appended to log (stdin /dev/null); detach: in its own
+    session; env: its whole environment (default: this process's)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     out = open(log, "ab")
     try:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=detach)
+                                start_new_session=detach, cwd=cwd, env=env)
     finally:
         out.close()
 

@@ -13,17 +13,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from e2e.cri_client import CRI, Pods
+from kubelab.lab.runtimes import ContainerdProc, KubelabCRIProc
 
-VENV_BIN = Path(sys.executable).parent
 IMAGE_CACHE = Path(os.environ.get("KUBELAB_IMAGE_CACHE", "/var/cache/kubelab/images"))
 BRIDGE = "kle2e0"
 SUBNET = "10.250.0.0/24"
@@ -147,57 +145,6 @@ def _remove_nat_chains(chains: set[str]) -> None:
         subprocess.run(["iptables", "-t", "nat", "-X", c], capture_output=True)
 
 
-class KubelabCRI:
-    """A kubelab-cri process in temp dirs."""
-
-    def __init__(self, tmp: Path, cni: dict, registry_host: str) -> None:
-        self.tmp = tmp
-        self.root, self.runroot = tmp / "root", tmp / "run"
-        self.socket = str(tmp / "run" / "cri.sock")
-        self.log = tmp / "kubelab-cri.log"
-        self.args = [str(VENV_BIN / "kubelab-cri"), "--listen", self.socket, "--root", str(self.root),
-                     "--runroot", str(self.runroot), "--cni-config-dir", str(cni["conf_dir"]),
-                     "--cni-plugin-dir", str(cni["bin_dir"]), "--cgroup-parent", f"/{CGROUP_BASE}-kubelab-cri",
-                     "--insecure-registry", registry_host]
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 20) -> None:
-        out = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        out.close()
-        deadline = time.monotonic() + timeout
-        from kubelab.cri.api import api_pb2 as pb
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"kubelab-cri exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            if os.path.exists(self.socket):
-                c = CRI("probe", self.socket, {})
-                try:
-                    c.rt.Version(pb.VersionRequest(version="0.1.0"), timeout=2)
-                    return
-                except Exception:  # noqa: BLE001 - not up yet
-                    pass
-                finally:
-                    c.close()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"kubelab-cri did not answer in {timeout}s:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def _clean_runtime(cri: CRI) -> None:
     from kubelab.cri.api import api_pb2 as pb
     for s in cri.rt.ListPodSandbox(pb.ListPodSandboxRequest()).items:
@@ -210,7 +157,7 @@ def _clean_runtime(cri: CRI) -> None:
 @pytest.fixture(scope="session")
 def kubelab_cri(cni_net, registry):
     tmp = Path(tempfile.mkdtemp(prefix="kubelab-cri-"))
-    rt = KubelabCRI(tmp, cni_net, registry.host)
+    rt = KubelabCRIProc(tmp, cni_net, registry.host, cgroup_parent=f"/{CGROUP_BASE}-kubelab-cri")
     images = {k: f"{registry.host}/{v}" for k, v in TEST_IMAGES.items()}
     client = None
     try:
@@ -244,10 +191,9 @@ def kubelab_cri(cni_net, registry):
 
 @pytest.fixture(scope="session")
 def containerd_cri(cni_net, registry, test_images):
-    from e2e.containerd import Containerd
     tmp = Path(tempfile.mkdtemp(prefix="kubelab-containerd-"))
-    ctrd = Containerd(tmp, cni_conf_dir=cni_net["conf_dir"], cni_bin_dir=cni_net["bin_dir"],
-                      sandbox_image="localhost/kubelab/pause:3.9", plain_http_registries=[registry.host])
+    ctrd = ContainerdProc(tmp, cni_conf_dir=cni_net["conf_dir"], cni_bin_dir=cni_net["bin_dir"],
+                          sandbox_image="localhost/kubelab/pause:3.9", plain_http_registries=[registry.host])
     client = None
     try:
         ctrd.start()

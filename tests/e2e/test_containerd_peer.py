@@ -1,4 +1,4 @@
-"""The containerd CRI peer helper (tests/e2e/containerd.py): it starts isolated in its own dir,
+"""The containerd CRI peer helper (kubelab.lab.runtimes.ContainerdProc): it starts isolated in its own dir,
 answers CRI, imports images with ctr, pulls from a plain-HTTP registry, and stop() leaves no
 process, mount, socket, dir or pod cgroup behind, also after containerd was SIGKILLed with a pod
 running."""
@@ -17,10 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from e2e.containerd import (SHIM_SOCKET_ROOT, Containerd, ContainerdError, PeerLeak, cmdline, mountpoints_under,
-                            run_sync, running)
 from kubelab.cri.api import api_pb2 as pb
 from kubelab.cri.api import api_pb2_grpc as pbg
+from kubelab.lab.runtimes import (SHIM_SOCKET_ROOT, ContainerdError, ContainerdProc, PeerLeak, cmdline,
+                                  mountpoints_under, run_sync, running)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -112,7 +112,7 @@ def cgroup_parent():
 @pytest.fixture
 def peer(tmp_path):
     """A peer whose cleanup is the thing under test; the fixture only mops up after a failure."""
-    c = Containerd(cni_conf_dir=tmp_path / "net.d", sandbox_image=PAUSE)
+    c = ContainerdProc(cni_conf_dir=tmp_path / "net.d", sandbox_image=PAUSE)
     yield c
     if c.base.exists() or (c.proc and c.proc.poll() is None):
         try:
@@ -278,7 +278,7 @@ def test_pulls_through_cri_from_a_plain_http_registry(tmp_path, pause_tar):
     from e2e.registry import LocalRegistry
 
     with LocalRegistry() as registry:
-        peer = Containerd(cni_conf_dir=tmp_path / "net.d", plain_http_registries=[registry.host])
+        peer = ContainerdProc(cni_conf_dir=tmp_path / "net.d", plain_http_registries=[registry.host])
         try:
             peer.start()
             peer.import_image(pause_tar)
@@ -298,7 +298,7 @@ def test_pulls_through_cri_from_a_plain_http_registry(tmp_path, pause_tar):
 
 
 def test_start_failure_is_one_clear_line_and_leaves_nothing(tmp_path):
-    peer = Containerd(cni_conf_dir=tmp_path / "net.d", log_level="no-such-level")
+    peer = ContainerdProc(cni_conf_dir=tmp_path / "net.d", log_level="no-such-level")
     try:
         with pytest.raises(ContainerdError) as err:
             peer.start(timeout=10)

@@ -1,13 +1,15 @@
-"""containerd 1.6 (Debian's package) as a CRI peer for the e2e tests, isolated in a temp dir.
+"""Container runtimes as processes, each in a dir of its own: kubelab-cri and containerd 1.6 (the CRI peer).
 
-The CRI conformance suite runs unchanged against kubelab-cri and against this peer. Everything
-the peer makes lives under one dir: containerd's root and state (images, snapshots, the CRI
-plugin's sandboxes, pod network namespaces, shim bundles), runc's state, its sockets, config and
-log, so several peers can run beside each other and beside a system containerd. Not a fixture
-file: ``tests/e2e/conftest.py`` builds its fixtures from this class. Synchronous, like the suite's
-CRI client (it may also be called from a running event loop: commands then run in a thread).
+Used by the e2e test fixtures (the CRI suite runs unchanged against both) and by the pod start
+benchmark. Like controlplane.py (etcd, the apiserver), from which they take spawn and stop, these
+are synchronous; they may also be called from a running event loop (commands then run in a thread).
 
-    ctrd = Containerd(tmp, cni_conf_dir=conf_dir, plain_http_registries=["127.0.0.1:5000"])
+    rt = KubelabCRIProc(tmp, {"conf_dir": net_d, "bin_dir": Path("/usr/lib/cni")}, cgroup_parent="/bench")
+    rt.start()                          # returns once CRI Version answers on rt.socket
+    ...
+    rt.stop()                           # SIGTERM, SIGKILL after 15 s
+
+    ctrd = ContainerdProc(tmp, cni_conf_dir=conf_dir, plain_http_registries=["127.0.0.1:5000"])
     ctrd.start()                        # returns once CRI Version answers on ctrd.socket
     ctrd.import_image(Path("pause.tar"))
     ...                                 # CRI clients dial unix://<ctrd.socket>
@@ -38,13 +40,13 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import grpc
 import psutil
@@ -52,13 +54,131 @@ import psutil
 from kubelab.cri.api import api_pb2, api_pb2_grpc
 from kubelab.proc import CommandError, Result, run
 
+from .controlplane import spawn, stop
+
+MAX_MESSAGE = 16 * 1024 * 1024  # as the kubelet
+CNI_BIN_DIR = Path("/usr/lib/cni")
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+
+def cri_channel(socket: str | Path) -> grpc.Channel:
+    """A new (synchronous) grpc channel to a CRI unix socket, with the kubelet's message limits."""
+    return grpc.insecure_channel(f"unix://{socket}", options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)])
+
+
+def cri_version(socket: str | Path, timeout: float = 2.0) -> api_pb2.VersionResponse:
+    """CRI Version as the kubelet asks it; grpc.RpcError when the runtime does not answer."""
+    with cri_channel(socket) as ch:
+        return api_pb2_grpc.RuntimeServiceStub(ch).Version(api_pb2.VersionRequest(version="0.1.0"),
+                                                             timeout=timeout)
+
+
+def run_sync(args: Sequence[str], timeout: float = 60.0, check: bool = True) -> Result:
+    """kubelab.proc.run from synchronous code, also when this thread already runs an event loop."""
+    def once() -> Result:
+        return asyncio.run(run(args, timeout=timeout, check=check))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return once()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(once).result()
+
+
+def mountpoints_under(base: Path) -> list[str]:
+    """Mount points at or below ``base`` (from /proc/self/mountinfo), deepest first."""
+    prefix = str(base).rstrip("/") + "/"
+    found = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mnt = line.split()[4]
+            mnt = mnt.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+            if mnt == str(base) or mnt.startswith(prefix):
+                found.add(mnt)
+    return sorted(found, key=lambda m: (m.count("/"), m), reverse=True)
+
+
+def cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return []
+
+
+def running(p: psutil.Process) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+# -- kubelab-cri ------------------------------------------------------------------------------
+
+class KubelabCRIProc:
+    """A kubelab-cri process with its root, runroot, socket and log under ``tmp``.
+
+    ``cni`` names the CNI config dir and plugin dir ({"conf_dir": ..., "bin_dir": ...});
+    ``registry_host`` is a registry reached over plain HTTP; sandboxes the caller gives no cgroup
+    parent go under ``cgroup_parent``; ``detach`` starts it in a session of its own, so a Ctrl-C
+    in the terminal reaches only the caller (which can then remove its pods through CRI before
+    stopping it). start() may be called again after kill() (a restart)."""
+
+    def __init__(self, tmp: Path, cni: Mapping[str, Path], registry_host: str | None = None, *,
+                 cgroup_parent: str = "/kubelab-cri", extra_args: Sequence[str] = (), detach: bool = False) -> None:
+        self.tmp = Path(tmp)
+        self.root, self.runroot = self.tmp / "root", self.tmp / "run"
+        self.socket = str(self.tmp / "run" / "cri.sock")
+        self.log = self.tmp / "kubelab-cri.log"
+        self.args = [str(Path(sys.executable).parent / "kubelab-cri"), "--listen", self.socket,
+                     "--root", str(self.root), "--runroot", str(self.runroot),
+                     "--cni-config-dir", str(cni["conf_dir"]), "--cni-plugin-dir", str(cni["bin_dir"]),
+                     "--cgroup-parent", cgroup_parent]
+        if registry_host:
+            self.args += ["--insecure-registry", registry_host]
+        self.args += list(extra_args)
+        self.detach = detach
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20) -> None:
+        """Start kubelab-cri and wait until CRI Version answers (RuntimeError with its log's tail if not)."""
+        self.proc = spawn(self.args, self.log, detach=self.detach)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kubelab-cri exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            if os.path.exists(self.socket):
+                try:
+                    cri_version(self.socket)
+                    return
+                except grpc.RpcError:  # not up yet
+                    pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"kubelab-cri did not answer in {timeout}s:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: its containers keep running under conmon."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self) -> None:
+        """SIGTERM (kubelab-cri leaves its containers running), SIGKILL after 15 s."""
+        if self.proc is not None:
+            stop(self.proc, 15)
+
+
+# -- containerd -------------------------------------------------------------------------------
+
 CONTAINERD = "/usr/bin/containerd"
 CTR = "/usr/bin/ctr"
 RUNC = "/usr/sbin/runc"
-CNI_BIN_DIR = Path("/usr/lib/cni")
 NAMESPACE = "k8s.io"  # the containerd namespace the CRI plugin uses
 DEFAULT_SANDBOX_IMAGE = "localhost/kubelab/pause:3.9"
-MAX_MESSAGE = 16 * 1024 * 1024  # as the kubelet
 # containerd 1.6 puts every shim's socket under here, whatever its state dir (a constant in its source)
 SHIM_SOCKET_ROOT = Path("/run/containerd")
 # Plugins that cannot load (or must not run) on this machine; skipping them keeps the log quiet.
@@ -78,19 +198,6 @@ class ContainerdError(Exception):
 
 class PeerLeak(AssertionError):
     """stop() found processes, mounts, sockets or files of the peer still present."""
-
-
-def run_sync(args: Sequence[str], timeout: float = 60.0, check: bool = True) -> Result:
-    """kubelab.proc.run from synchronous code, also when this thread already runs an event loop."""
-    def once() -> Result:
-        return asyncio.run(run(args, timeout=timeout, check=check))
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return once()
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(once).result()
 
 
 def _toml_str(value: str | Path) -> str:
@@ -168,35 +275,7 @@ def render_config(base: Path, address: Path, *, cni_conf_dir: Path, cni_bin_dir:
     return "\n".join(lines)
 
 
-def mountpoints_under(base: Path) -> list[str]:
-    """Mount points at or below ``base`` (from /proc/self/mountinfo), deepest first."""
-    prefix = str(base).rstrip("/") + "/"
-    found = set()
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mnt = line.split()[4]
-            mnt = mnt.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-            if mnt == str(base) or mnt.startswith(prefix):
-                found.add(mnt)
-    return sorted(found, key=lambda m: (m.count("/"), m), reverse=True)
-
-
-def cmdline(p: psutil.Process) -> list[str]:
-    try:
-        return p.cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return []
-
-
-def running(p: psutil.Process) -> bool:
-    """Alive and not a zombie."""
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-class Containerd:
+class ContainerdProc:
     """One containerd with its CRI plugin, all its state under ``base`` (a new temp dir if None)."""
 
     def __init__(self, base: Path | None = None, *, cni_conf_dir: Path, cni_bin_dir: Path = CNI_BIN_DIR,
@@ -235,8 +314,7 @@ class Containerd:
 
     def channel(self) -> grpc.Channel:
         """A new (synchronous) grpc channel to the peer; the caller closes it."""
-        return grpc.insecure_channel(self.endpoint, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.max_send_message_length", MAX_MESSAGE)])
+        return cri_channel(self.address)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -251,13 +329,9 @@ class Containerd:
         self.config_path.write_text(render_config(
             self.base, self.address, cni_conf_dir=self.cni_conf_dir, cni_bin_dir=self.cni_bin_dir,
             sandbox_image=self.sandbox_image, mirrors=self.mirrors, log_level=self.log_level))
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [CONTAINERD, "--config", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=str(self.base),
-                env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                     "TMPDIR": str(self.base / "tmp")})
+        self.proc = spawn([CONTAINERD, "--config", str(self.config_path)], self.log_path, detach=True,
+                          cwd=self.base, env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                              "TMPDIR": str(self.base / "tmp")})
         deadline = time.monotonic() + timeout
         last_error = "no answer"
         while time.monotonic() < deadline:
@@ -265,12 +339,10 @@ class Containerd:
                 raise ContainerdError(f"containerd exited with status {self.proc.returncode} while starting: "
                                       f"{self.log_tail(1)}")
             if self.address.exists():
-                with self.channel() as ch:
-                    try:
-                        return api_pb2_grpc.RuntimeServiceStub(ch).Version(
-                            api_pb2.VersionRequest(version="0.1.0"), timeout=2)
-                    except grpc.RpcError as e:
-                        last_error = f"{e.code().name}: {e.details()}"
+                try:
+                    return cri_version(self.address)
+                except grpc.RpcError as e:
+                    last_error = f"{e.code().name}: {e.details()}"
             time.sleep(0.05)
         self._terminate_daemon()  # never leave a half-started daemon behind
         raise ContainerdError(f"containerd did not answer CRI Version on {self.address} within {timeout:g}s "
@@ -365,14 +437,8 @@ class Containerd:
                 rt.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=pod.id), timeout=30)
 
     def _terminate_daemon(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        if self.proc is not None:
+            stop(self.proc, 10)
 
     def _delete_runc_containers(self) -> None:
         if not self.runc_root.is_dir():
