@@ -23,6 +23,7 @@ from kubelab.cri.image.service import ImageService
 from kubelab.cri.image.store import ImageStore
 from kubelab.cri.runtime.config import RuntimeConfig
 from kubelab.cri.runtime.service import RuntimeService
+from kubelab.cri.streaming.server import StreamServer
 
 log = logging.getLogger("kubelab.cri.server")
 
@@ -46,9 +47,15 @@ def rpc(fn: Callable) -> Callable:
 
 
 class RuntimeServicer(pbg.RuntimeServiceServicer):
-    def __init__(self, rt: RuntimeService) -> None:
+    def __init__(self, rt: RuntimeService, streaming: StreamServer | None = None) -> None:
         self.rt = rt
+        self.streaming = streaming
         self.pod_cidr = ""
+
+    def _streams(self) -> StreamServer:
+        if self.streaming is None:
+            raise errors.Unimplemented("the streaming server is not running")
+        return self.streaming
 
     @rpc
     async def Version(self, req: pb.VersionRequest, ctx: Any) -> pb.VersionResponse:
@@ -126,15 +133,18 @@ class RuntimeServicer(pbg.RuntimeServiceServicer):
 
     @rpc
     async def Exec(self, req: pb.ExecRequest, ctx: Any) -> pb.ExecResponse:
-        raise errors.Unimplemented("Exec: the streaming server is not built yet")
+        self.rt.exec_target(req.container_id)          # NotFound / FailedPrecondition (not running)
+        return pb.ExecResponse(url=self._streams().get_exec(req))
 
     @rpc
     async def Attach(self, req: pb.AttachRequest, ctx: Any) -> pb.AttachResponse:
-        raise errors.Unimplemented("Attach: the streaming server is not built yet")
+        self.rt.exec_target(req.container_id)
+        return pb.AttachResponse(url=self._streams().get_attach(req))
 
     @rpc
     async def PortForward(self, req: pb.PortForwardRequest, ctx: Any) -> pb.PortForwardResponse:
-        raise errors.Unimplemented("PortForward: the streaming server is not built yet")
+        self.rt.sandbox_netns(req.pod_sandbox_id)      # NotFound / FailedPrecondition (not ready)
+        return pb.PortForwardResponse(url=self._streams().get_port_forward(req))
 
     @rpc
     async def ContainerStats(self, req: pb.ContainerStatsRequest, ctx: Any) -> pb.ContainerStatsResponse:
@@ -233,9 +243,11 @@ class CRIServer:
         self.runtime = RuntimeService(cfg, self.store)
         self.images = ImageService(self.store, Puller(self.store, self.registry), self.runtime.image_in_use)
         self.server: grpc.aio.Server | None = None
+        self.streaming = StreamServer(self.runtime, cfg.stream_address, cfg.stream_port)
 
     async def start(self) -> None:
         await self.runtime.recover()
+        await self.streaming.start()
         # blobs and snapshots no image refers to (a pull killed midway), older than an hour
         blobs, snaps = self.store.gc()
         if blobs or snaps:
@@ -246,7 +258,7 @@ class CRIServer:
             sock.unlink()
         self.server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE),
                                                ("grpc.max_send_message_length", MAX_MESSAGE)])
-        pbg.add_RuntimeServiceServicer_to_server(RuntimeServicer(self.runtime), self.server)
+        pbg.add_RuntimeServiceServicer_to_server(RuntimeServicer(self.runtime, self.streaming), self.server)
         pbg.add_ImageServiceServicer_to_server(ImageServicer(self.images), self.server)
         if self.server.add_insecure_port(f"unix://{sock}") == 0:
             raise OSError(f"cannot listen on {sock}")
@@ -257,5 +269,6 @@ class CRIServer:
     async def stop(self) -> None:
         if self.server is not None:
             await self.server.stop(grace=2)
+        await self.streaming.stop()
         await self.registry.close()
         await self.runtime.close()

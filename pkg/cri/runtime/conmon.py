@@ -11,11 +11,13 @@ What conmon leaves on disk, and what this module reads back:
                             "1 H W\\n" resizes the tty
   <bundle>/attach           the attach socket (SOCK_SEQPACKET; --full-attach: no symlink dir needed)
 
-Stdin and attach are not used yet. They would need: `-i` (and `--leave-stdin-open` unless the
-kubelet asked for stdin_once) at create; a client that connects to <bundle>/attach (through
-/proc/self/fd/<dirfd>/attach when the path is longer than 108 bytes), writes stdin bytes as they
-come and reads frames whose first byte names the pipe (1 stdout, 2 stderr); for a tty, `-t` and
-resize messages on the ctl fifo.
+Attach (the streaming server's): `--stdin` (and `--leave-stdin-open` unless the kubelet asked for
+stdin_once) at create; a client connects to <bundle>/attach (through /proc/self/fd/<dirfd>/attach,
+as conmon binds it, when the path is longer than a sockaddr_un holds), sends stdin bytes as they
+come (conmon writes them to the container's stdin; when the client shuts its side down conmon
+closes that stdin unless told to leave it open) and reads packets whose first byte names the pipe
+(ATTACH_PIPE_STDOUT 2, ATTACH_PIPE_STDERR 3; with a terminal everything is stdout); a terminal is
+resized with "1 H W\n" on the ctl fifo (resize_terminal).
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ from kubelab.cri.runtime.runc import Runc, runc_message
 
 REOPEN_LOGS_EVENT = 2
 WIN_RESIZE_EVENT = 1
+ATTACH_PIPE_STDOUT = 2      # conmon's stdpipe_t: NO_PIPE, STDIN_PIPE, STDOUT_PIPE, STDERR_PIPE
+ATTACH_PIPE_STDERR = 3
 
 
 class ConmonError(RuntimeError):
@@ -164,6 +168,28 @@ class Conmon:
                 if time.monotonic() > end:
                     raise ConmonError(f"conmon of container {id} did not reopen its log {log_path}")
                 await asyncio.sleep(0.01)
+
+
+def attach_socket_path(bundle: Path) -> Path:
+    """Where the conmon of a container created with this bundle listens for attach clients."""
+    return Path(bundle) / "attach"
+
+
+def resize_terminal(id: str, bundle: Path, height: int, width: int) -> None:
+    """Ask the container's conmon to resize its terminal; ConmonError if conmon is gone."""
+    ctl = Path(bundle) / "ctl"
+    try:
+        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno in (errno.ENXIO, errno.ENOENT):
+            raise ConmonError(f"container {id} is not running: its conmon is gone") from None
+        raise ConmonError(f"cannot reach conmon of container {id}: {e.strerror}") from None
+    try:
+        os.write(fd, f"{WIN_RESIZE_EVENT} {max(0, height)} {max(0, width)}\n".encode())
+    except OSError as e:
+        raise ConmonError(f"cannot resize the terminal of container {id}: {e.strerror}") from None
+    finally:
+        os.close(fd)
 
 
 def conmon_pid(persist_dir: Path) -> int | None:
