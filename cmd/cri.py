@@ -51,9 +51,15 @@ def parse(argv: list[str] | None = None) -> RuntimeConfig:
 
 async def run(cfg: RuntimeConfig) -> None:
     from kubelab.cri.server import CRIServer
+    loop = asyncio.get_running_loop()
+    if sys.version_info < (3, 12) and hasattr(asyncio, "PidfdChildWatcher"):
+        # every pod start runs several commands: wait for them on pidfds, not a thread per child
+        # (3.12 does this by itself)
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(loop)
+        asyncio.set_child_watcher(watcher)
     server = CRIServer(cfg)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await server.start()

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from kubelab import proc
+from kubelab.cri import mounts
 from kubelab.cri.image.content import ContentStore, check_digest, sweep_tmp, tmp_name
 from kubelab.cri.image.unpack import LayerError, unpack_layer
 
@@ -189,7 +190,10 @@ class Snapshotter:
             cwd = str(self.root)
         if len(opts) > _MAX_MOUNT_DATA:
             raise ValueError(f"too many layers to mount ({len(lowers)})")
-        await proc.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(target)], cwd=cwd)
+        if cwd is None:
+            mounts.mount("overlay", str(target), "overlay", 0, opts)     # a syscall, no process
+        else:
+            await proc.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(target)], cwd=cwd)
 
     async def unmount(self, target: Path) -> None:
         """Unmount target (idempotent); a busy mount is detached lazily."""

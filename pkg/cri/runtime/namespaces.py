@@ -1,18 +1,18 @@
 """Pod namespaces pinned by bind mounts, as CRI-O's pinns does: no infra process holds them.
 
-One `unshare --net=F --uts=F --ipc=F` call creates the namespaces and bind-mounts each onto its
-file (util-linux makes them persistent that way); the hostname is set inside the new UTS namespace
-by the same call. A container joins them by path (linux.namespaces[].path in its OCI spec).
-Unpinning is a lazy unmount and an unlink, and is idempotent.
+A short-lived thread unshare()s new network, UTS and IPC namespaces (they are per task, so one
+thread may leave its process's), sets the hostname and brings lo up inside them, and bind-mounts
+/proc/thread-self/ns/<kind> onto each pin file; when the thread ends, the bind mounts keep the
+namespaces alive. A container joins them by path (linux.namespaces[].path in its OCI spec).
+Unpinning is a lazy unmount and an unlink, and is idempotent. No process is forked for any of it.
 
-Small netns jobs (bringing lo up, reading interface counters) run in a short-lived thread that
-setns()es into the namespace: no process is forked for them.
+Small netns jobs (reading interface counters) run the same way, in a thread that setns()es into
+the namespace.
 """
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import errno
 import fcntl
 import os
 import socket
@@ -21,11 +21,11 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, TypeVar
 
-from kubelab import proc
+from kubelab.cri import mounts
 
 KINDS = ("net", "uts", "ipc")
-CLONE_NEWNET = 0x40000000
-MNT_DETACH = 2
+CLONE_NEWNET, CLONE_NEWUTS, CLONE_NEWIPC = 0x40000000, 0x04000000, 0x08000000
+FLAGS = {"net": CLONE_NEWNET, "uts": CLONE_NEWUTS, "ipc": CLONE_NEWIPC}
 _libc = ctypes.CDLL(None, use_errno=True)
 
 T = TypeVar("T")
@@ -38,10 +38,10 @@ class NamespaceError(RuntimeError):
 async def pin(paths: Mapping[str, Path], hostname: str | None = None) -> None:
     """Create new namespaces of the given kinds ("net", "uts", "ipc") and pin each at its path.
 
-    With a "uts" entry and a hostname, the new UTS namespace gets that hostname. Files and parent
-    dirs are created; a parent on a shared mount is first made a private bind mount of itself (as
-    `ip netns` does for /run/netns) so the pins do not propagate to other mount namespaces.
-    On failure nothing stays pinned.
+    With a "uts" entry and a hostname, the new UTS namespace gets that hostname; a new network
+    namespace gets its lo up. Files and parent dirs are created; a parent on a shared mount is
+    first made a private bind mount of itself (as `ip netns` does for /run/netns) so the pins do
+    not propagate to other mount namespaces. On failure nothing stays pinned.
     """
     unknown = set(paths) - set(KINDS)
     if unknown:
@@ -55,16 +55,50 @@ async def pin(paths: Mapping[str, Path], hostname: str | None = None) -> None:
         if is_pinned(path):
             raise NamespaceError(f"cannot pin the {kind} namespace at {path}: something is already mounted there")
         path.touch(exist_ok=True)
-    args = ["unshare"] + [f"--{kind}={paths[kind]}" for kind in KINDS if kind in paths]
-    if "uts" in paths and hostname:
-        args += ["/bin/sh", "-c", 'printf %s "$1" > /proc/sys/kernel/hostname', "sh", hostname]
-    else:
-        args.append("/bin/true")
     try:
-        await proc.run(args, timeout=30)
-    except proc.CommandError as e:
+        await asyncio.to_thread(_in_new_thread, lambda: _pin_here(paths, hostname))
+    except OSError as e:
         await unpin(paths)
-        raise NamespaceError(f"cannot pin namespaces {', '.join(paths)}: {e}") from None
+        raise NamespaceError(f"cannot pin namespaces {', '.join(paths)}: {e.strerror or e}") from None
+
+
+def _pin_here(paths: Mapping[str, Path], hostname: str | None) -> None:
+    """In a thread of its own: unshare, set up, and bind-mount this thread's new namespaces."""
+    flags = 0
+    for kind in paths:
+        flags |= FLAGS[kind]
+    if _libc.unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+    if "uts" in paths and hostname:
+        name = hostname.encode()
+        if _libc.sethostname(name, len(name)) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"sethostname {hostname!r}: {os.strerror(err)}")
+    if "net" in paths:
+        _lo_up()
+    for kind, path in paths.items():
+        mounts.mount(f"/proc/thread-self/ns/{kind}", str(path), None, mounts.MS_BIND)
+
+
+def _in_new_thread(fn: Callable[[], T]) -> T:
+    """Run fn in a thread made for it and ended after it: a thread whose namespaces changed must
+    never run anything else."""
+    result: list = []
+
+    def target() -> None:
+        try:
+            result.append((True, fn()))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+            result.append((False, e))
+
+    t = threading.Thread(target=target, name="namespaces", daemon=True)
+    t.start()
+    t.join()
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
 
 
 async def unpin(paths: Iterable[Path] | Mapping[str, Path]) -> None:
@@ -73,11 +107,11 @@ async def unpin(paths: Iterable[Path] | Mapping[str, Path]) -> None:
     for path in items:
         p = str(path)
         for _ in range(8):            # a file pinned twice holds two mounts
-            if _libc.umount2(p.encode(), MNT_DETACH) != 0:
-                err = ctypes.get_errno()
-                if err in (errno.EINVAL, errno.ENOENT):
+            try:
+                if not mounts.umount(p):
                     break
-                raise NamespaceError(f"cannot unmount namespace {p}: {os.strerror(err)}")
+            except OSError as e:
+                raise NamespaceError(f"cannot unmount namespace {p}: {e.strerror}") from None
         try:
             os.unlink(p)
         except FileNotFoundError:
@@ -126,38 +160,27 @@ async def ensure_unshared(directory: Path) -> None:
     real = os.path.realpath(directory)
     try:
         if mp != real:
-            await proc.run(["mount", "--bind", real, real], timeout=10)
-        await proc.run(["mount", "--make-private", real], timeout=10)
-    except proc.CommandError as e:
-        raise NamespaceError(f"cannot make {real} a private mount: {e}") from None
+            mounts.mount(real, real, None, mounts.MS_BIND)
+        mounts.mount("none", real, None, mounts.MS_PRIVATE)
+    except OSError as e:
+        raise NamespaceError(f"cannot make {real} a private mount: {e.strerror}") from None
 
 
 def _in_netns(netns: Path, fn: Callable[[], T]) -> T:
     """Run fn in a fresh thread that has joined the network namespace at netns."""
-    result: list = []
-
-    def target() -> None:
+    def enter_and_run() -> T:
         try:
             fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise NamespaceError(f"cannot enter network namespace {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result.append((True, fn()))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
-            result.append((False, e))
-
-    t = threading.Thread(target=target, name="netns", daemon=True)
-    t.start()
-    t.join()
-    ok, value = result[0]
-    if not ok:
-        if isinstance(value, FileNotFoundError):
+        except FileNotFoundError:
             raise NamespaceError(f"network namespace {netns} does not exist") from None
-        raise value
-    return value
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise NamespaceError(f"cannot enter network namespace {netns}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+        return fn()
+    return _in_new_thread(enter_and_run)
 
 
 async def _in_netns_async(netns: Path, fn: Callable[[], T]) -> T:

@@ -18,13 +18,14 @@ import shutil
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from kubelab import proc
-from kubelab.cri import errors
 from kubelab.cri.api import api_pb2 as pb
 from kubelab.cri.image.store import ImageStore
+from kubelab.cri import errors, mounts
 from kubelab.cri.runtime import cgroups, namespaces, pidns, spec as ocispec
 from kubelab.cri.runtime.cni import CNI, CNIError
 from kubelab.cri.runtime.config import RuntimeConfig
@@ -41,6 +42,18 @@ STATE_NAMES = {CREATED: "CONTAINER_CREATED", RUNNING: "CONTAINER_RUNNING", EXITE
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+@dataclass
+class ExecTarget:
+    """What the streaming server needs to run a process in, or attach to, a running container."""
+    id: str
+    bundle: Path
+    process: dict           # the container's OCI process: an exec gets its user, env, cwd, capabilities
+    runc: Runc
+    tty: bool               # the container has a terminal
+    stdin: bool             # the container has a stdin (conmon holds it open for attach)
+    stdin_once: bool
 
 
 class RuntimeService:
@@ -200,8 +213,8 @@ class RuntimeService:
         if ns_opts.ipc != pb.NODE:
             shm = sdir / "shm"
             shm.mkdir()
-            await proc.run(["mount", "-t", "tmpfs", "-o", f"mode=1777,size={self.cfg.shm_size},nosuid,nodev,noexec",
-                            "shm", str(shm)], timeout=10)
+            mounts.mount("shm", str(shm), "tmpfs", mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC,
+                         f"mode=1777,size={self.cfg.shm_size}")
             s.shm = str(shm)
         s.cgroup_parent = config.linux.cgroup_parent or f"{self.cfg.cgroup_parent.rstrip('/')}/pod{config.metadata.uid}"
         s.cgroup_created = cgroups.ensure(s.cgroup_parent)
@@ -209,7 +222,6 @@ class RuntimeService:
             s.pid_holder = await pidns.start(cgroups.procs_files(s.cgroup_parent))
             s.pid_holder_started = pidns.start_time(s.pid_holder)
         if s.netns:
-            await namespaces.loopback_up(Path(s.netns))
             await self._apply_sysctls(s)
             if not self.cni.ready()[0]:
                 raise errors.CRIError(f"failed to setup network for sandbox {s.id!r}: {self.cni.ready()[1]}")
@@ -413,7 +425,7 @@ class RuntimeService:
             if log_path:
                 Path(log_path).parent.mkdir(parents=True, exist_ok=True)
             c.pid = await self.conmon.create(id, bundle, log_path or str(vol / "console.log"), vol / "persist",
-                                             stdin=config.stdin, tty=config.tty)
+                                             stdin=config.stdin, tty=config.tty, stdin_once=config.stdin_once)
             c.state = CREATED
             self.containers[id] = c
             self.records.save_container(c)
@@ -551,9 +563,9 @@ class RuntimeService:
     async def _unmount_quiet(path: Path) -> None:
         if os.path.ismount(path):
             try:
-                await proc.run(["umount", "-l", str(path)], timeout=10)
-            except proc.CommandError as e:
-                log.warning("umount %s: %s", path, e)
+                mounts.umount(str(path))
+            except OSError as e:
+                log.warning("umount %s: %s", path, e.strerror)
 
     def _image_for_status(self, c: Container) -> tuple[str, str]:
         image = self.images.get(c.image_id)
@@ -621,6 +633,33 @@ class RuntimeService:
             if e.timed_out:
                 raise errors.DeadlineExceeded(f"command {cmd!r} timed out after {timeout}s") from None
             raise errors.CRIError(f"failed to exec in container {c.id!r}: {e}") from None
+
+    # ---------------------------------------------------------------- streaming (Exec, Attach, PortForward)
+
+    def exec_target(self, id: str) -> ExecTarget:
+        """The running container id for an exec or attach: NotFound if there is no such container,
+        FailedPrecondition if it is not running."""
+        c = self._container(id)
+        self._refresh(c)
+        if c.state != RUNNING:
+            raise errors.FailedPrecondition(f"container {c.id!r} is not running (state {STATE_NAMES[c.state]})")
+        try:
+            spec = json.loads((Path(c.bundle) / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise errors.CRIError(f"cannot read the OCI spec of container {c.id!r}: {e}") from None
+        cfg = c.config
+        return ExecTarget(id=c.id, bundle=Path(c.bundle), process=dict(spec.get("process") or {}), runc=self.runc,
+                          tty=cfg.tty, stdin=cfg.stdin, stdin_once=cfg.stdin_once)
+
+    def sandbox_netns(self, id: str) -> str:
+        """The network namespace path of a ready sandbox for a port forward ("" on the host network):
+        NotFound if there is no such sandbox, FailedPrecondition if it is not ready."""
+        s = self._sandbox(id)
+        if s.state != SANDBOX_READY:
+            raise errors.FailedPrecondition(f"sandbox {s.id!r} is not ready")
+        if s.netns and not namespaces.is_pinned(Path(s.netns)):
+            raise errors.FailedPrecondition(f"the network namespace of sandbox {s.id!r} is gone")
+        return s.netns
 
     async def update_container_resources(self, id: str, linux: pb.LinuxContainerResources) -> None:
         c = self._container(id)
