@@ -151,11 +151,17 @@ def mount_of(path: Path) -> tuple[str, str]:
     return best
 
 
+_private_dirs: set[str] = set()     # dirs found (or made) private already: mountinfo is not read again
+
+
 async def ensure_unshared(directory: Path) -> None:
     """Make sure mounts made in directory do not propagate: if its mount is shared, make the
     directory a private bind mount of itself (once; later calls find it private)."""
+    if str(directory) in _private_dirs:
+        return
     mp, opt = mount_of(directory)
     if "shared:" not in opt:
+        _private_dirs.add(str(directory))
         return
     real = os.path.realpath(directory)
     try:
@@ -164,6 +170,7 @@ async def ensure_unshared(directory: Path) -> None:
         mounts.mount("none", real, None, mounts.MS_PRIVATE)
     except OSError as e:
         raise NamespaceError(f"cannot make {real} a private mount: {e.strerror}") from None
+    _private_dirs.add(str(directory))
 
 
 def _in_netns(netns: Path, fn: Callable[[], T]) -> T:

@@ -33,12 +33,13 @@ def _unb64(cls: type, s: str) -> Any:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
+    """Write by rename, so a killed runtime leaves the old record or the new one. No fsync: only a
+    power loss could tear a record, and that also ends every container the record describes (a
+    record that does not parse is dropped at load, as one that was never finished)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
         json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
