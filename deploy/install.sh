@@ -14,9 +14,9 @@ fi
 
 # Debian packages the project needs now; later components add theirs here.
 PKGS=(etcd-server python3 python3-venv python3-dev gcc make iproute2 iptables ca-certificates curl procps
-      util-linux mount runc conmon)
+      util-linux mount runc conmon conntrack ipset ipvsadm)
 # peers and helpers for the tests: containerd (the CRI peer), the reference CNI plugins, a local registry
-PKGS+=(containerd containernetworking-plugins docker-registry)
+PKGS+=(containerd containernetworking-plugins docker-registry dnsutils dnsperf dnsmasq-base iperf3)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
