@@ -128,7 +128,8 @@ class KubelabCRIProc:
     stopping it). start() may be called again after kill() (a restart)."""
 
     def __init__(self, tmp: Path, cni: Mapping[str, Path], registry_host: str | None = None, *,
-                 cgroup_parent: str = "/kubelab-cri", extra_args: Sequence[str] = (), detach: bool = False) -> None:
+                 cgroup_parent: str = "/kubelab-cri", extra_args: Sequence[str] = (), detach: bool = False,
+                 prefix: Sequence[str] = ()) -> None:
         self.tmp = Path(tmp)
         self.root, self.runroot = self.tmp / "root", self.tmp / "run"
         self.socket = str(self.tmp / "run" / "cri.sock")
@@ -140,6 +141,9 @@ class KubelabCRIProc:
         if registry_host:
             self.args += ["--insecure-registry", registry_host]
         self.args += list(extra_args)
+        # e.g. ["nsenter", "--net=/run/netns/kubelab-node1"] for a lab node (nsenter execs, so the
+        # process started is kubelab-cri itself)
+        self.args = list(prefix) + self.args
         self.detach = detach
         self.proc: subprocess.Popen | None = None
 
