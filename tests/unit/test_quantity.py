@@ -331,7 +331,16 @@ def test_parse_format_round_trip(n, fmt):
     x = D(n).scaleb(-9)
     text = format_quantity(x, fmt)
     assert parse_quantity(text) == x
-    assert canonicalize(text) == text  # canonical strings are fixed points
+    # canonical strings are fixed points, except BinarySI printed without a binary suffix: that text
+    # parses back as DecimalSI (upstream: a BinarySI 5000 prints "5000", and "5000" canonicalizes to "5k")
+    if fmt != BINARY_SI or text.endswith("i"):
+        assert canonicalize(text) == text
+
+
+def test_binary_si_without_a_binary_suffix_reparses_as_decimal():
+    assert format_quantity(D(5000), BINARY_SI) == "5000"
+    assert canonicalize("5000") == "5k"
+    assert format_quantity(D(5120), BINARY_SI) == "5Ki"
 
 
 @given(st.integers(min_value=-(2**62), max_value=2**62), st.sampled_from(["", "k", "M", "m", "u", "n", "Ki", "Mi", "Gi", "e3", "e-6"]))
