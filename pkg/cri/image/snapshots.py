@@ -17,6 +17,7 @@ from pathlib import Path
 
 from kubelab import proc
 from kubelab.cri import mounts
+from kubelab.cri.fsutil import disk_usage
 from kubelab.cri.image.content import ContentStore, check_digest, sweep_tmp, tmp_name
 from kubelab.cri.image.unpack import LayerError, unpack_layer
 
@@ -45,25 +46,6 @@ def _mountinfo_targets() -> set[str]:
 
 def is_mounted(target: Path) -> bool:
     return os.path.realpath(target) in _mountinfo_targets()
-
-
-def _usage(path: Path) -> tuple[int, int]:
-    """(bytes in blocks, inodes) of a tree, hard links counted once."""
-    seen: set[tuple[int, int]] = set()
-    total = inodes = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for n in dirnames + filenames:
-            try:
-                st = os.lstat(os.path.join(dirpath, n))
-            except FileNotFoundError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            total += st.st_blocks * 512
-            inodes += 1
-    return total, inodes
 
 
 class Snapshotter:
@@ -115,7 +97,7 @@ class Snapshotter:
             if got != diff_id:
                 raise LayerError(f"layer {layer}: uncompressed digest {got} does not match the diff ID "
                                  f"{diff_id} of the image config")
-            size, inodes = _usage(tmp / "fs")
+            size, inodes = disk_usage(tmp / "fs")
             meta = {"chain_id": cid, "parent": parent, "diff_id": diff_id, "layer": layer,
                     "size": size, "inodes": inodes}
             (tmp / "meta.json").write_text(json.dumps(meta))

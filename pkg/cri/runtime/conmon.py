@@ -149,19 +149,9 @@ class Conmon:
             if st is None:
                 raise ConmonError(f"container {id} does not exist")
             bundle = Path(st["bundle"])
-        ctl = Path(bundle) / "ctl"
         if log_path is None:
             log_path = _log_path_of(Path(bundle))
-        try:
-            fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as e:
-            if e.errno in (errno.ENXIO, errno.ENOENT):
-                raise ConmonError(f"container {id} is not running: its conmon is gone") from None
-            raise ConmonError(f"cannot reach conmon of container {id}: {e.strerror}") from None
-        try:
-            os.write(fd, f"{REOPEN_LOGS_EVENT} 0 0\n".encode())
-        finally:
-            os.close(fd)
+        _send_ctl(id, Path(bundle), REOPEN_LOGS_EVENT, 0, 0, "ask conmon to reopen the log")
         if log_path:
             end = time.monotonic() + timeout
             while not os.path.exists(log_path):
@@ -177,17 +167,22 @@ def attach_socket_path(bundle: Path) -> Path:
 
 def resize_terminal(id: str, bundle: Path, height: int, width: int) -> None:
     """Ask the container's conmon to resize its terminal; ConmonError if conmon is gone."""
-    ctl = Path(bundle) / "ctl"
+    _send_ctl(id, Path(bundle), WIN_RESIZE_EVENT, max(0, height), max(0, width), "resize the terminal")
+
+
+def _send_ctl(id: str, bundle: Path, event: int, height: int, width: int, doing: str) -> None:
+    """Write one control message ("<event> <height> <width>") to the ctl FIFO of the container's
+    conmon; ConmonError if conmon is gone or the write fails (doing names the request)."""
     try:
-        fd = os.open(ctl, os.O_WRONLY | os.O_NONBLOCK)
+        fd = os.open(bundle / "ctl", os.O_WRONLY | os.O_NONBLOCK)
     except OSError as e:
         if e.errno in (errno.ENXIO, errno.ENOENT):
             raise ConmonError(f"container {id} is not running: its conmon is gone") from None
         raise ConmonError(f"cannot reach conmon of container {id}: {e.strerror}") from None
     try:
-        os.write(fd, f"{WIN_RESIZE_EVENT} {max(0, height)} {max(0, width)}\n".encode())
+        os.write(fd, f"{event} {height} {width}\n".encode())
     except OSError as e:
-        raise ConmonError(f"cannot resize the terminal of container {id}: {e.strerror}") from None
+        raise ConmonError(f"cannot {doing} of container {id}: {e.strerror}") from None
     finally:
         os.close(fd)
 

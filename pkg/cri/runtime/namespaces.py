@@ -6,8 +6,8 @@ thread may leave its process's), sets the hostname and brings lo up inside them,
 namespaces alive. A container joins them by path (linux.namespaces[].path in its OCI spec).
 Unpinning is a lazy unmount and an unlink, and is idempotent. No process is forked for any of it.
 
-Small netns jobs (reading interface counters) run the same way, in a thread that setns()es into
-the namespace.
+Small netns jobs (reading interface counters, connecting a port-forward socket) run the same way,
+in a thread that setns()es into the namespace (in_netns, run_in_netns).
 """
 from __future__ import annotations
 
@@ -173,13 +173,16 @@ async def ensure_unshared(directory: Path) -> None:
     _private_dirs.add(str(directory))
 
 
-def _in_netns(netns: Path, fn: Callable[[], T]) -> T:
-    """Run fn in a fresh thread that has joined the network namespace at netns."""
+def in_netns(netns: Path, fn: Callable[[], T]) -> T:
+    """Run fn in a fresh thread that has joined the network namespace at netns (a socket fn makes
+    stays in that namespace). Blocks the caller until fn returns; see run_in_netns for asyncio."""
     def enter_and_run() -> T:
         try:
             fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NamespaceError(f"network namespace {netns} does not exist") from None
+        except OSError as e:
+            raise NamespaceError(f"cannot open network namespace {netns}: {e.strerror}") from None
         try:
             if _libc.setns(fd, CLONE_NEWNET) != 0:
                 err = ctypes.get_errno()
@@ -190,8 +193,9 @@ def _in_netns(netns: Path, fn: Callable[[], T]) -> T:
     return _in_new_thread(enter_and_run)
 
 
-async def _in_netns_async(netns: Path, fn: Callable[[], T]) -> T:
-    return await asyncio.to_thread(_in_netns, netns, fn)
+async def run_in_netns(netns: Path, fn: Callable[[], T]) -> T:
+    """in_netns without blocking the event loop."""
+    return await asyncio.to_thread(in_netns, netns, fn)
 
 
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
@@ -207,7 +211,7 @@ def _lo_up() -> None:
 
 async def loopback_up(netns: Path) -> None:
     """Bring the loopback interface of the network namespace pinned at netns up."""
-    await _in_netns_async(Path(netns), _lo_up)
+    await run_in_netns(Path(netns), _lo_up)
 
 
 def _net_dev() -> list[tuple[str, int, int, int, int]]:
@@ -222,4 +226,4 @@ def _net_dev() -> list[tuple[str, int, int, int, int]]:
 
 def interface_stats(netns: Path) -> list[tuple[str, int, int, int, int]]:
     """(name, rx_bytes, rx_errors, tx_bytes, tx_errors) of each interface but lo in the netns."""
-    return [s for s in _in_netns(Path(netns), _net_dev) if s[0] != "lo"]
+    return [s for s in in_netns(Path(netns), _net_dev) if s[0] != "lo"]

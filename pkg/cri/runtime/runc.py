@@ -7,6 +7,7 @@ Failures raise RuncError, a kubelab.proc.CommandError whose message is runc's ow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import psutil
 
@@ -161,40 +162,88 @@ class Runc:
         """
         process = dict(process_spec)
         process["terminal"] = bool(tty)
-        work = Path(tempfile.mkdtemp(prefix="runc-exec-", dir=self.tmp_dir))
+        with self.exec_call(id, process) as call:
+            task = asyncio.ensure_future(proc.run(call.args, timeout=10 * 365 * 86400.0, check=False))
+            try:
+                res = await asyncio.wait_for(asyncio.shield(task), timeout) if timeout else await task
+            except asyncio.TimeoutError:
+                # kill the process while runc still waits for it (so runc reaps it), then runc
+                await call.kill()
+                try:
+                    await asyncio.wait_for(task, 5)
+                except (asyncio.TimeoutError, proc.CommandError):
+                    pass
+                raise RuncError(call.args, None, b"", b"", f"timed out after {timeout:g}s", what=f"exec {id}",
+                                message=f"command timed out after {timeout:g}s") from None
+            except proc.CommandError as e:
+                raise RuncError(call.args, e.returncode, e.stdout, e.stderr, e.reason, what=f"exec {id}",
+                                message=e.reason) from None
+            except asyncio.CancelledError:
+                kill_tree(call.pid())
+                task.cancel()
+                raise
+            log = call.log()
+            err = log_error(log)
+            if res.returncode != 0 and err:
+                raise RuncError(call.args, res.returncode, res.stdout, log, what=f"exec {id}", message=err)
+            return ExecResult(res.stdout, res.stderr, res.returncode)
+
+    @contextlib.contextmanager
+    def exec_call(self, id: str, process: dict[str, Any], prefix: str = "runc-exec-") -> Iterator[ExecCall]:
+        """Files and arguments for one `runc exec` of process (an OCI process object) in container id,
+        in a private temp dir removed on leaving the block. Starting and waiting is the caller's."""
+        work = Path(tempfile.mkdtemp(prefix=prefix, dir=self.tmp_dir))
         try:
             pfile, pidfile, logfile = work / "process.json", work / "pid", work / "log.json"
             fd = os.open(pfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(process, f)
-            cmd = [self.binary, "--root", str(self.root), "--log", str(logfile), "--log-format", "json",
-                   "exec", "--process", str(pfile), "--pid-file", str(pidfile), id]
-            task = asyncio.ensure_future(proc.run(cmd, timeout=10 * 365 * 86400.0, check=False))
-            try:
-                res = await asyncio.wait_for(asyncio.shield(task), timeout) if timeout else await task
-            except asyncio.TimeoutError:
-                # kill the process while runc still waits for it (so runc reaps it), then runc
-                await _kill_exec_process(pidfile)
-                try:
-                    await asyncio.wait_for(task, 5)
-                except (asyncio.TimeoutError, proc.CommandError):
-                    pass
-                raise RuncError(cmd, None, b"", b"", f"timed out after {timeout:g}s", what=f"exec {id}",
-                                message=f"command timed out after {timeout:g}s") from None
-            except proc.CommandError as e:
-                raise RuncError(cmd, e.returncode, e.stdout, e.stderr, e.reason, what=f"exec {id}",
-                                message=e.reason) from None
-            except asyncio.CancelledError:
-                _kill_tree(_read_pid(pidfile))
-                task.cancel()
-                raise
-            log = logfile.read_bytes() if logfile.exists() else b""
-            err = runc_message(log) if _has_error(log) else ""
-            if res.returncode != 0 and err:
-                raise RuncError(cmd, res.returncode, res.stdout, log, what=f"exec {id}", message=err)
-            return ExecResult(res.stdout, res.stderr, res.returncode)
+            args = [self.binary, "--root", str(self.root), "--log", str(logfile), "--log-format", "json",
+                    "exec", "--process", str(pfile), "--pid-file", str(pidfile), id]
+            yield ExecCall(args, pidfile, logfile)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+
+class ExecCall(NamedTuple):
+    """One `runc exec`: the command line, and the pid file and log file runc writes."""
+    args: list[str]
+    pid_file: Path
+    log_file: Path
+
+    def pid(self) -> int | None:
+        """The exec'd process's host pid, once runc has written it."""
+        try:
+            return int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def log(self) -> bytes:
+        try:
+            return self.log_file.read_bytes()
+        except OSError:
+            return b""
+
+    def error(self) -> str:
+        """runc's own error (exec failed: executable not found, container not running...) or ""."""
+        return log_error(self.log())
+
+    async def kill(self, wait: float = 1.0, exited: Callable[[], bool] | None = None) -> None:
+        """SIGKILL the exec'd process tree once runc has written its pid: wait up to `wait` seconds
+        for the pid file, or until exited() says runc is gone already."""
+        for _ in range(max(1, round(wait / 0.02))):
+            if exited is not None and exited():
+                return
+            pid = self.pid()
+            if pid is not None:
+                kill_tree(pid)
+                return
+            await asyncio.sleep(0.02)
+
+
+def log_error(log: bytes) -> str:
+    """runc's error message if its json log holds an error-level entry, else ""."""
+    return runc_message(log) if _has_error(log) else ""
 
 
 def _has_error(log: bytes) -> bool:
@@ -208,15 +257,8 @@ def _has_error(log: bytes) -> bool:
     return False
 
 
-def _read_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _kill_tree(pid: int | None) -> None:
-    """SIGKILL a process, its descendants and its process group (runc made the exec'd process a
+def kill_tree(pid: int | None) -> None:
+    """SIGKILL a process, its descendants and its process group (runc makes an exec'd process a
     session leader, so its group is its own)."""
     if pid is None:
         return
@@ -234,13 +276,3 @@ def _kill_tree(pid: int | None) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-async def _kill_exec_process(pidfile: Path) -> None:
-    """Kill the exec'd process tree once runc has written its pid (up to a second from now)."""
-    for _ in range(50):
-        pid = _read_pid(pidfile)
-        if pid is not None:
-            _kill_tree(pid)
-            return
-        await asyncio.sleep(0.02)

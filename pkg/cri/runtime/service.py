@@ -26,6 +26,7 @@ from kubelab import proc
 from kubelab.cri.api import api_pb2 as pb
 from kubelab.cri.image.store import ImageStore
 from kubelab.cri import errors, mounts
+from kubelab.cri.fsutil import disk_usage
 from kubelab.cri.runtime import cgroups, namespaces, pidns, spec as ocispec
 from kubelab.cri.runtime.cni import CNI, CNIError
 from kubelab.cri.runtime.config import RuntimeConfig
@@ -694,19 +695,10 @@ class RuntimeService:
         ts = now_ns()
         st = pb.ContainerStats(attributes=pb.ContainerAttributes(id=c.id, metadata=cfg.metadata, labels=cfg.labels,
                                                                  annotations=cfg.annotations))
-        u = cgroups.stats(c.cgroups_path)
-        if u is not None:
-            st.cpu.timestamp = ts
-            st.cpu.usage_core_nano_seconds.value = u.cpu_usage_ns
-            st.memory.timestamp = ts
-            st.memory.working_set_bytes.value = u.memory_working_set
-            st.memory.usage_bytes.value = u.memory_usage
-            st.memory.rss_bytes.value = u.memory_rss
-            st.memory.page_faults.value = u.page_faults
-            st.memory.major_page_faults.value = u.major_page_faults
-            if u.memory_limit:
-                st.memory.available_bytes.value = max(0, u.memory_limit - u.memory_working_set)
-        used, inodes = _du(Path(c.upper) / "upper")
+        u = _cgroup_usage(c.cgroups_path, st.cpu, st.memory, ts)
+        if u is not None and u.memory_limit:
+            st.memory.available_bytes.value = max(0, u.memory_limit - u.memory_working_set)
+        used, inodes = disk_usage(Path(c.upper) / "upper")
         st.writable_layer.timestamp = ts
         st.writable_layer.fs_id.mountpoint = str(self.cfg.root)
         st.writable_layer.used_bytes.value = used
@@ -735,16 +727,8 @@ class RuntimeService:
         ts = now_ns()
         st = pb.PodSandboxStats(attributes=pb.PodSandboxAttributes(id=s.id, metadata=c.metadata, labels=c.labels,
                                                                    annotations=c.annotations))
-        u = cgroups.stats(s.cgroup_parent)
+        u = _cgroup_usage(s.cgroup_parent, st.linux.cpu, st.linux.memory, ts)
         if u is not None:
-            st.linux.cpu.timestamp = ts
-            st.linux.cpu.usage_core_nano_seconds.value = u.cpu_usage_ns
-            st.linux.memory.timestamp = ts
-            st.linux.memory.working_set_bytes.value = u.memory_working_set
-            st.linux.memory.usage_bytes.value = u.memory_usage
-            st.linux.memory.rss_bytes.value = u.memory_rss
-            st.linux.memory.page_faults.value = u.page_faults
-            st.linux.memory.major_page_faults.value = u.major_page_faults
             st.linux.process.timestamp = ts
             st.linux.process.process_count.value = u.pids
         if s.netns and namespaces.is_pinned(Path(s.netns)):
@@ -792,15 +776,18 @@ def _own_oom_score_adj() -> int:
         return 0
 
 
-def _du(path: Path) -> tuple[int, int]:
-    used = inodes = 0
-    for root, dirs, files in os.walk(path):
-        for n in dirs + files:
-            try:
-                st = os.lstat(os.path.join(root, n))
-            except OSError:
-                continue
-            inodes += 1
-            used += st.st_blocks * 512
-    return used, inodes
-
+def _cgroup_usage(cgroup: str, cpu: pb.CpuUsage, memory: pb.MemoryUsage, ts: int) -> cgroups.Stats | None:
+    """Fill the CPU and memory usage of container or pod sandbox stats from their cgroup's numbers,
+    and return those (None, and nothing filled, if the cgroup does not exist)."""
+    u = cgroups.stats(cgroup)
+    if u is None:
+        return None
+    cpu.timestamp = ts
+    cpu.usage_core_nano_seconds.value = u.cpu_usage_ns
+    memory.timestamp = ts
+    memory.working_set_bytes.value = u.memory_working_set
+    memory.usage_bytes.value = u.memory_usage
+    memory.rss_bytes.value = u.memory_rss
+    memory.page_faults.value = u.page_faults
+    memory.major_page_faults.value = u.major_page_faults
+    return u

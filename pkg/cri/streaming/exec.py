@@ -18,22 +18,16 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import json
 import logging
 import os
-import shutil
 import signal
 import struct
-import tempfile
 import termios
 import tty as ttymod
-from pathlib import Path
 from typing import Any
 
-import psutil
-
 from kubelab.cri.runtime import spec as ocispec
-from kubelab.cri.runtime.runc import runc_message
+from kubelab.cri.runtime.runc import ExecCall, kill_tree
 from kubelab.cri.streaming import CommandStreams, Sink, Source, TerminalSize, terminal_sizes
 
 log = logging.getLogger("kubelab.cri.streaming.exec")
@@ -52,73 +46,35 @@ async def run(target: Any, cmd: list[str], streams: CommandStreams) -> int:
     if not cmd:
         raise ExecError("cmd must not be empty")
     process = ocispec.exec_process({"process": target.process}, cmd, tty=streams.tty)
-    work = Path(tempfile.mkdtemp(prefix="kubelab-exec-", dir=target.runc.tmp_dir))
-    try:
-        pfile, pidfile, logfile = work / "process.json", work / "pid", work / "log.json"
-        fd = os.open(pfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(process, f)
-        args = [target.runc.binary, "--root", str(target.runc.root), "--log", str(logfile), "--log-format", "json",
-                "exec", "--process", str(pfile), "--pid-file", str(pidfile), target.id]
+    with target.runc.exec_call(target.id, process, prefix="kubelab-exec-") as call:
         if streams.tty:
-            code = await _run_tty(args, pidfile, streams)
+            code = await _run_tty(call, streams)
         else:
-            code = await _run_pipes(args, pidfile, streams)
+            code = await _run_pipes(call, streams)
         if code != 0:
-            err = _runc_error(logfile)
+            err = call.error()
             if err:
                 raise ExecError(err)
         return code
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _runc_error(logfile: Path) -> str:
-    """runc's own error (exec failed: executable not found, container not running...) or ""."""
-    try:
-        data = logfile.read_bytes()
-    except OSError:
-        return ""
-    for line in data.decode(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("level") in ("error", "fatal", "panic"):
-            return runc_message(data)
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------- pipes
 
-async def _run_pipes(args: list[str], pidfile: Path, streams: CommandStreams) -> int:
+async def _run_pipes(call: ExecCall, streams: CommandStreams) -> int:
     dn = asyncio.subprocess.DEVNULL
     pipe = asyncio.subprocess.PIPE
     proc = await asyncio.create_subprocess_exec(
-        *args, stdin=pipe if streams.stdin else dn, stdout=pipe if streams.stdout else dn,
+        *call.args, stdin=pipe if streams.stdin else dn, stdout=pipe if streams.stdout else dn,
         stderr=pipe if streams.stderr else dn, start_new_session=True)
-    tasks: list[asyncio.Task] = []
-    try:
-        outs = []
-        if streams.stdout:
-            outs.append(asyncio.ensure_future(_copy_out(proc.stdout, streams.stdout)))
-        if streams.stderr:
-            outs.append(asyncio.ensure_future(_copy_out(proc.stderr, streams.stderr)))
-        tasks += outs
-        if streams.stdin and proc.stdin is not None:
-            tasks.append(asyncio.ensure_future(_copy_in(streams.stdin, proc.stdin)))
-        code = await proc.wait()
-        if outs:
-            await _drain(outs)
-        return code
-    except asyncio.CancelledError:
-        await _kill(proc, pidfile)
-        raise
-    finally:
-        for t in tasks:
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    outs: list[asyncio.Task] = []
+    if streams.stdout:
+        outs.append(asyncio.ensure_future(_copy_out(proc.stdout, streams.stdout)))
+    if streams.stderr:
+        outs.append(asyncio.ensure_future(_copy_out(proc.stderr, streams.stderr)))
+    pumps = list(outs)
+    if streams.stdin and proc.stdin is not None:
+        pumps.append(asyncio.ensure_future(_copy_in(streams.stdin, proc.stdin)))
+    return await _wait(proc, call, pumps, outs)
 
 
 async def _copy_out(reader: asyncio.StreamReader | None, sink: Sink) -> None:
@@ -152,59 +108,75 @@ async def _drain(tasks: list[asyncio.Task]) -> None:
             log.debug("exec: output copy ended: %s", t.exception())
 
 
+async def _wait(proc: asyncio.subprocess.Process, call: ExecCall, pumps: list[asyncio.Task],
+                outs: list[asyncio.Task]) -> int:
+    """Wait for runc to exit and the output pumps (outs, a part of pumps) to drain; return its exit
+    code. Cancelled (the client went away), kill the process and reap runc. The pumps still running
+    are cancelled either way."""
+    try:
+        code = await proc.wait()
+        if outs:
+            await _drain(outs)
+        return code
+    except asyncio.CancelledError:
+        await _kill(proc, call)
+        raise
+    finally:
+        for t in pumps:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*pumps, return_exceptions=True)
+
+
 # ---------------------------------------------------------------------------------------------- tty
 
 def set_winsize(fd: int, size: TerminalSize) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size.height, size.width, 0, 0))
 
 
-async def _run_tty(args: list[str], pidfile: Path, streams: CommandStreams) -> int:
+async def _run_tty(call: ExecCall, streams: CommandStreams) -> int:
     master, slave = os.openpty()
     try:
         ttymod.setraw(slave)            # runc makes it raw too; do it before any byte passes
         os.set_blocking(master, False)
-        proc = await asyncio.create_subprocess_exec(*args, stdin=slave, stdout=slave, stderr=slave,
+        proc = await asyncio.create_subprocess_exec(*call.args, stdin=slave, stdout=slave, stderr=slave,
                                                     start_new_session=True)
     except BaseException:
         os.close(master)
         os.close(slave)
         raise
     os.close(slave)
-    tasks: list[asyncio.Task] = []
     try:
         out = asyncio.ensure_future(_pty_out(master, streams.stdout))
-        tasks.append(out)
+        pumps = [out]
         if streams.stdin:
-            tasks.append(asyncio.ensure_future(_pty_in(streams.stdin, master)))
+            pumps.append(asyncio.ensure_future(_pty_in(streams.stdin, master)))
         if streams.resize:
-            tasks.append(asyncio.ensure_future(_pty_resize(streams.resize, master, proc.pid)))
-        code = await proc.wait()
+            pumps.append(asyncio.ensure_future(_pty_resize(streams.resize, master, proc.pid)))
         # runc held the only other end: reading runs into EIO once the output is drained
-        await _drain([out])
-        return code
-    except asyncio.CancelledError:
-        await _kill(proc, pidfile)
-        raise
+        return await _wait(proc, call, pumps, [out])
     finally:
-        for t in tasks:
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         os.close(master)
 
 
-async def _pty_out(master: int, sink: Sink | None) -> None:
+async def _fd_ready(fd: int, write: bool) -> None:
+    """Wait until the non-blocking fd can be read (or, write=True, written)."""
     loop = asyncio.get_running_loop()
+    add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
+    ready: asyncio.Future[None] = loop.create_future()
+    add(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        remove(fd)
+
+
+async def _pty_out(master: int, sink: Sink | None) -> None:
     while True:
         try:
             data = os.read(master, 64 * 1024)
         except BlockingIOError:
-            ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(master, lambda: ready.done() or ready.set_result(None))
-            try:
-                await ready
-            finally:
-                loop.remove_reader(master)
+            await _fd_ready(master, write=False)
             continue
         except OSError as e:
             if e.errno == errno.EIO:    # every slave end closed: runc is gone
@@ -217,7 +189,6 @@ async def _pty_out(master: int, sink: Sink | None) -> None:
 
 
 async def _pty_in(source: Source, master: int) -> None:
-    loop = asyncio.get_running_loop()
     while True:
         data = await source.read()
         if not data:
@@ -228,12 +199,7 @@ async def _pty_in(source: Source, master: int) -> None:
                 n = os.write(master, view)
                 view = view[n:]
             except BlockingIOError:
-                ready: asyncio.Future[None] = loop.create_future()
-                loop.add_writer(master, lambda: ready.done() or ready.set_result(None))
-                try:
-                    await ready
-                finally:
-                    loop.remove_writer(master)
+                await _fd_ready(master, write=True)
             except OSError:
                 return
 
@@ -249,46 +215,12 @@ async def _pty_resize(source: Source, master: int, runc_pid: int) -> None:
 
 # ---------------------------------------------------------------------------------------------- cleanup
 
-def _read_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def kill_tree(pid: int | None) -> None:
-    """SIGKILL a process, its descendants and its process group."""
-    if pid is None:
-        return
-    try:
-        p = psutil.Process(pid)
-        victims = p.children(recursive=True) + [p]
-    except psutil.Error:
-        victims = []
-    for v in victims:
-        try:
-            v.kill()
-        except psutil.Error:
-            pass
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-async def _kill(proc: asyncio.subprocess.Process, pidfile: Path) -> None:
+async def _kill(proc: asyncio.subprocess.Process, call: ExecCall) -> None:
     """Kill the exec'd process (once runc wrote its pid) so that runc exits, then reap runc."""
-    for _ in range(100):
-        if proc.returncode is not None:
-            break
-        pid = _read_pid(pidfile)
-        if pid is not None:
-            kill_tree(pid)
-            break
-        await asyncio.sleep(0.02)
+    await call.kill(wait=2.0, exited=lambda: proc.returncode is not None)
     try:
         await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_WAIT)
     except asyncio.TimeoutError:
         kill_tree(proc.pid)
         await proc.wait()
-    log.info("exec: killed pid=%s", _read_pid(pidfile))
+    log.info("exec: killed pid=%s", call.pid())

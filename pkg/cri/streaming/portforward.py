@@ -1,45 +1,32 @@
 """Forward one client connection to a port inside a pod sandbox's network namespace.
 
 The TCP socket is made and connected in a short-lived thread that setns()es into the sandbox's
-network namespace (a socket stays in the namespace it was created in), then handed to asyncio.
+network namespace (namespaces.run_in_netns: a socket stays in the namespace it was created in),
+then handed to asyncio.
 As containerd does, the target is localhost: 127.0.0.1, then ::1. A sandbox on the host network
 (no namespace of its own) is reached on the host's loopback.
 """
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
-import os
 import socket
-import threading
+from pathlib import Path
 
+from kubelab.cri.runtime import namespaces
 from kubelab.cri.streaming import Sink, Source
 
 log = logging.getLogger("kubelab.cri.streaming.portforward")
 
-CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT = 10.0
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class PortForwardError(Exception):
     """The port cannot be reached; str() is one line."""
 
 
-def _connect(netns: str, port: int, timeout: float) -> socket.socket:
-    """Runs in a fresh thread (it may join another network namespace, so never a pooled one)."""
-    if netns:
-        try:
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            raise PortForwardError(f"network namespace {netns}: {e.strerror}") from None
-        try:
-            if _libc.setns(fd, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise PortForwardError(f"cannot enter network namespace {netns}: {os.strerror(err)}")
-        finally:
-            os.close(fd)
+def _connect(port: int, timeout: float) -> socket.socket:
+    """A connected non-blocking socket to localhost:port in this thread's network namespace."""
     errors = []
     for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         try:
@@ -59,29 +46,16 @@ def _connect(netns: str, port: int, timeout: float) -> socket.socket:
                            + "; ".join(errors))
 
 
-def _in_fresh_thread(netns: str, port: int, timeout: float) -> socket.socket:
-    result: list = []
-
-    def target() -> None:
-        try:
-            result.append((True, _connect(netns, port, timeout)))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            result.append((False, e))
-
-    t = threading.Thread(target=target, name="portforward-netns", daemon=True)
-    t.start()
-    t.join()
-    ok, value = result[0]
-    if not ok:
-        raise value
-    return value
-
-
 async def connect(netns: str, port: int, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
     """A connected non-blocking socket to localhost:port in the namespace at path netns ("" = host)."""
     if not 0 < port < 65536:
         raise PortForwardError(f"invalid port {port}")
-    return await asyncio.to_thread(_in_fresh_thread, netns, port, timeout)
+    if not netns:
+        return await asyncio.to_thread(_connect, port, timeout)
+    try:
+        return await namespaces.run_in_netns(Path(netns), lambda: _connect(port, timeout))
+    except namespaces.NamespaceError as e:
+        raise PortForwardError(str(e)) from None
 
 
 async def forward(netns: str, port: int, source: Source, sink: Sink) -> None:

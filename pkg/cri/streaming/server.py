@@ -272,40 +272,39 @@ class StreamServer:
         return task.result()
 
     async def _exec(self, request: web.Request, ex: "_Exchange") -> web.StreamResponse:
-        req = self._consume(request, pb.ExecRequest)
-        if req is None:
-            return _text(404, "404 page not found")
-        conn = await self._open_command(request, ex, req.stdin, req.stdout, req.stderr, req.tty)
-        if isinstance(conn, web.StreamResponse):
-            return conn
-        cmd = list(req.cmd)
-        log.info("exec container=%s cmd=%s tty=%s", req.container_id[:13], cmd, req.tty)
-
-        async def work(streams: CommandStreams) -> dict:
+        async def work(req: pb.ExecRequest, streams: CommandStreams) -> dict:
+            cmd = list(req.cmd)
+            log.info("exec container=%s cmd=%s tty=%s", req.container_id[:13], cmd, req.tty)
             target = self.runtime.exec_target(req.container_id)
             code = await execmod.run(target, cmd, streams)
             log.info("exec container=%s cmd=%s exit=%d", req.container_id[:13], cmd, code)
             return status_success() if code == 0 else status_exit_code(code, cmd)
 
-        await self._command_session(conn, work, "exec", "error executing command in container")
-        return conn.response
+        return await self._serve_command(request, ex, pb.ExecRequest, work, "exec",
+                                         "error executing command in container")
 
     async def _attach(self, request: web.Request, ex: "_Exchange") -> web.StreamResponse:
-        req = self._consume(request, pb.AttachRequest)
-        if req is None:
-            return _text(404, "404 page not found")
-        conn = await self._open_command(request, ex, req.stdin, req.stdout, req.stderr, req.tty)
-        if isinstance(conn, web.StreamResponse):
-            return conn
-        log.info("attach container=%s tty=%s", req.container_id[:13], req.tty)
-
-        async def work(streams: CommandStreams) -> dict:
+        async def work(req: pb.AttachRequest, streams: CommandStreams) -> dict:
+            log.info("attach container=%s tty=%s", req.container_id[:13], req.tty)
             target = self.runtime.exec_target(req.container_id)
             await attachmod.run(target, streams)
             log.info("attach container=%s ended", req.container_id[:13])
             return status_success()
 
-        await self._command_session(conn, work, "attach", "error attaching to container")
+        return await self._serve_command(request, ex, pb.AttachRequest, work, "attach", "error attaching to container")
+
+    async def _serve_command(self, request: web.Request, ex: "_Exchange", kind: type,
+                             work: Callable[[Any, CommandStreams], Awaitable[dict]], name: str,
+                             what: str) -> web.StreamResponse:
+        """Serve an Exec or Attach URL: take its request (kind) from the cache, upgrade, run
+        work(request, streams) as a command session, and answer with the upgraded response."""
+        req = self._consume(request, kind)
+        if req is None:
+            return _text(404, "404 page not found")
+        conn = await self._open_command(request, ex, req.stdin, req.stdout, req.stderr, req.tty)
+        if isinstance(conn, web.StreamResponse):
+            return conn
+        await self._command_session(conn, lambda streams: work(req, streams), name, what)
         return conn.response
 
     async def _command_session(self, conn: Any, work: Callable[[CommandStreams], Awaitable[dict]],

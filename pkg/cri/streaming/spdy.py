@@ -30,7 +30,7 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Awaitable, Callable, ClassVar, Iterable
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -178,10 +178,17 @@ class SynStream(Frame):
 
 
 @dataclass
-class SynReply(Frame):
+class StreamHeaders(Frame):
+    """The payload SYN_REPLY and HEADERS share (a stream id and a header block); TYPE tells them apart."""
+    TYPE: ClassVar[int]
     stream_id: int
     headers: Headers = field(default_factory=list)
     flags: int = 0
+
+
+@dataclass
+class SynReply(StreamHeaders):
+    TYPE: ClassVar[int] = SYN_REPLY
 
 
 @dataclass
@@ -208,10 +215,8 @@ class GoAway(Frame):
 
 
 @dataclass
-class HeadersFrame(Frame):
-    stream_id: int
-    headers: Headers = field(default_factory=list)
-    flags: int = 0
+class HeadersFrame(StreamHeaders):
+    TYPE: ClassVar[int] = HEADERS
 
 
 @dataclass
@@ -243,11 +248,8 @@ def encode_frame(frame: Frame, compressor: HeaderCompressor) -> bytes:
         fixed = struct.pack(">IIBB", frame.stream_id & 0x7FFFFFFF, frame.associated_id & 0x7FFFFFFF,
                             (frame.priority & 0x7) << 5, frame.slot)
         return _control(SYN_STREAM, frame.flags, fixed + compressor.compress(frame.headers))
-    if isinstance(frame, SynReply):
-        return _control(SYN_REPLY, frame.flags, struct.pack(">I", frame.stream_id & 0x7FFFFFFF)
-                        + compressor.compress(frame.headers))
-    if isinstance(frame, HeadersFrame):
-        return _control(HEADERS, frame.flags, struct.pack(">I", frame.stream_id & 0x7FFFFFFF)
+    if isinstance(frame, StreamHeaders):
+        return _control(frame.TYPE, frame.flags, struct.pack(">I", frame.stream_id & 0x7FFFFFFF)
                         + compressor.compress(frame.headers))
     if isinstance(frame, RstStream):
         return _control(RST_STREAM, 0, struct.pack(">II", frame.stream_id & 0x7FFFFFFF, frame.status))
@@ -297,12 +299,10 @@ class FrameParser:
                 sid, assoc, pri, slot = struct.unpack_from(">IIBB", p, 0)
                 return SynStream(sid & 0x7FFFFFFF, self._headers.decompress(p[10:]), flags, assoc & 0x7FFFFFFF,
                                  pri >> 5, slot)
-            if type_ == SYN_REPLY:
+            if type_ in (SYN_REPLY, HEADERS):
                 (sid,) = struct.unpack_from(">I", p, 0)
-                return SynReply(sid & 0x7FFFFFFF, self._headers.decompress(p[4:]), flags)
-            if type_ == HEADERS:
-                (sid,) = struct.unpack_from(">I", p, 0)
-                return HeadersFrame(sid & 0x7FFFFFFF, self._headers.decompress(p[4:]), flags)
+                cls = SynReply if type_ == SYN_REPLY else HeadersFrame
+                return cls(sid & 0x7FFFFFFF, self._headers.decompress(p[4:]), flags)
             if type_ == RST_STREAM:
                 sid, status = struct.unpack_from(">II", p, 0)
                 return RstStream(sid & 0x7FFFFFFF, status)
