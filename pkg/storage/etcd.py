@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlparse
@@ -184,15 +185,25 @@ class Store:
             raise Conflict(key)
         return _stamped(obj, rev)
 
-    async def guaranteed_update(self, key: str, fn: UpdateFn, *, max_retries: int = 64) -> tuple[dict, dict]:
+    async def guaranteed_update(self, key: str, fn: UpdateFn, *, max_retries: int | None = None) -> tuple[dict, dict]:
         """Read-modify-write with retry on races; returns (old, new).
 
         fn gets a private copy of the current object and returns the new object, or None to
         leave it unchanged. It may raise to abort (the error propagates). NotFound when absent.
+        As upstream's GuaranteedUpdate, it retries until it wins (a hot key such as the service IP
+        range sees a steady stream of writers, and a cap made unlucky writers fail with a 500);
+        after a few lost rounds it waits a random moment to break up convoys. max_retries caps
+        the attempts (Conflict after that) where a caller wants one.
         """
         resp = await self._call("Range", rpc.RangeRequest(key=key.encode()))
         kv = resp.kvs[0] if resp.kvs else None
-        for _ in range(max_retries):
+        attempt = 0
+        while max_retries is None or attempt < max_retries:
+            if attempt >= 4:
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * attempt)))
+                resp = await self._call("Range", rpc.RangeRequest(key=key.encode()))
+                kv = resp.kvs[0] if resp.kvs else None
+            attempt += 1
             if kv is None:
                 raise NotFound(key)
             current = decode(kv.value, kv.mod_revision)
