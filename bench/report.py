@@ -19,7 +19,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from harness import fmt  # noqa: E402  (one number formatter for the scripts and the report)
 
 TOP = BENCH_DIR.parent
-ORDER = ["pod_crud", "list_10k", "watch_latency", "pod_start"]
+ORDER = ["pod_crud", "list_10k", "watch_latency", "pod_start", "dns"]
 CONTROL_PLANE_CPU = ("apiserver", "etcd", "bench", "other")
 
 
@@ -242,6 +242,22 @@ def load(results: Path) -> dict[str, dict]:
     return out
 
 
+def dns_details(r: dict) -> list[str]:
+    """Every dnsperf run, in the order they ran, with the CPU each process used meanwhile."""
+    out = ["### Runs", "", "| server | queries/s | mean latency | lost | server CPU s | dnsperf CPU s | "
+           "other processes CPU s |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for server, runs in (r.get("runs") or {}).items():
+        for x in runs:
+            cpu = x.get("cpu_s") or {}
+            out.append(f"| {server} | {fmt(x.get('qps'))} | {fmt(x.get('avg_latency'), 's')} | {x.get('lost', 0)} | "
+                       f"{cpu.get(server, 0):.1f} | {cpu.get('dnsperf', 0):.1f} | {cpu.get('other', 0):.1f} |")
+    ver = r.get("versions") or {}
+    out += ["", f"kubelab-dns was ready (informers synced, {r.get('params', {}).get('services')} services' answers "
+            f"rendered) {r.get('kubelab_dns_ready_s')} s after it started. Versions: "
+            + ", ".join(f"{k} {v}" for k, v in ver.items()) + "."]
+    return out + [""]
+
+
 def machine_section(res: dict[str, dict]) -> list[str]:
     lines = ["## Machine", ""]
     machines = {json.dumps(r.get("machine", {}), sort_keys=True) for r in res.values()}
@@ -263,7 +279,7 @@ def machine_section(res: dict[str, dict]) -> list[str]:
         qs = (f"{q.get('waited_s')} s, " + ("quiet" if q.get("quiet") else
                                            f"still busy ({q.get('busy_pct_last')}% CPU)")) if q else "-"
         cpu = r.get("cpu_total_s") or {}
-        if cpu and "apiserver" not in cpu:  # not a control plane benchmark: name its processes
+        if cpu and set(cpu) - set(CONTROL_PLANE_CPU):  # not only the control plane: name its processes
             cs = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
         else:
             cs = " / ".join(f"{cpu.get(k, 0):.1f}" for k in CONTROL_PLANE_CPU) if cpu else "-"
@@ -328,7 +344,7 @@ def write(res: dict[str, dict], out: Path) -> None:
         lat = r.get("latency") or {}
         if lat:
             lines += ["### Latency percentiles", ""] + latency_table(lat) + [""]
-            target = {"list_10k": 1.0, "watch_latency": 0.1}.get(n)
+            target = {"list_10k": 1.0, "watch_latency": 0.1, "dns": 0.005}.get(n)
             svg = latency_svg(f"{r.get('title', n)}: latency", lat, target)
             (img_dir / f"{n}-latency.svg").write_text(svg)
             lines += [f"![{n} latency percentiles]({rel_img}/{n}-latency.svg)", ""]
@@ -363,6 +379,8 @@ def write(res: dict[str, dict], out: Path) -> None:
                                                                         for k, v in r["cpu_s"].items()) + ".", ""]
         if n == "pod_start":
             lines += pod_start_details(r)
+        if n == "dns":
+            lines += dns_details(r)
             cpu = r.get("cpu_total_s") or {}
             line = (f"CPU used while timing ({r.get('measured_s', 0):.0f} s of wall time, pods started and "
                     "removed): " + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items()) + ".") if cpu else ""
