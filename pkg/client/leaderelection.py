@@ -140,12 +140,17 @@ class LeaderElector:
         self._stop.set()
 
     async def _sleep(self, seconds: float) -> bool:
-        """Sleep unless stopped; returns False when stopped."""
-        try:
-            await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, seconds))
+        """Sleep unless stopped; returns False when stopped. (asyncio.wait, not wait_for: on
+        Python 3.11 wait_for can swallow a cancellation that races its timeout, and a cancelled
+        elector must never keep running.)"""
+        if self._stop.is_set():
             return False
-        except asyncio.TimeoutError:
-            return True
+        waiter = asyncio.ensure_future(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait({waiter}, timeout=max(0.0, seconds))
+        finally:
+            waiter.cancel()
+        return not done
 
     async def run(self) -> None:
         """Acquire, lead (on_started_leading runs as a task), keep renewing; return when lost
@@ -204,8 +209,9 @@ class LeaderElector:
                 if remaining <= 0:
                     break
                 try:
-                    renewed = await asyncio.wait_for(self._try_acquire_or_renew(), timeout=remaining)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(remaining):
+                        renewed = await self._try_acquire_or_renew()
+                except TimeoutError:
                     renewed = False
                 if renewed:
                     break

@@ -913,17 +913,19 @@ async def test_expired_lease_is_taken_over_by_own_clock(serve):
         await eventually(lambda: ("a", "started") in log)
         tb = asyncio.ensure_future(b.run())
         await asyncio.sleep(0.3)
-        ta.cancel()                    # crash: no release
-        with pytest.raises(asyncio.CancelledError):
-            await ta
-        died = time.monotonic()
-        assert api.leases["kube-scheduler"]["spec"]["holderIdentity"] == "a"
-        await eventually(lambda: ("b", "started") in log, timeout=3)
-        waited = time.monotonic() - died
-        assert 0.8 <= waited < 2.0, waited
-        assert api.leases["kube-scheduler"]["spec"]["leaseTransitions"] == 1
-        b.stop()
-        await asyncio.wait_for(tb, 2)
+        try:
+            ta.cancel()                    # crash: no release
+            with pytest.raises(asyncio.CancelledError):
+                await ta
+            died = time.monotonic()
+            assert api.leases["kube-scheduler"]["spec"]["holderIdentity"] == "a"
+            await eventually(lambda: ("b", "started") in log, timeout=3)
+            waited = time.monotonic() - died
+            assert 0.8 <= waited < 2.0, waited
+            assert api.leases["kube-scheduler"]["spec"]["leaseTransitions"] == 1
+        finally:
+            b.stop()
+            await asyncio.wait_for(tb, 2)
 
 
 async def test_leader_steps_down_when_renewal_fails(serve):
