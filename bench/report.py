@@ -19,7 +19,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from harness import fmt  # noqa: E402  (one number formatter for the scripts and the report)
 
 TOP = BENCH_DIR.parent
-ORDER = ["pod_crud", "list_10k", "watch_latency", "pod_start", "dns"]
+ORDER = ["pod_crud", "list_10k", "watch_latency", "pod_start", "dns", "proxy_sync"]
 CONTROL_PLANE_CPU = ("apiserver", "etcd", "bench", "other")
 
 
@@ -344,7 +344,7 @@ def write(res: dict[str, dict], out: Path) -> None:
         lat = r.get("latency") or {}
         if lat:
             lines += ["### Latency percentiles", ""] + latency_table(lat) + [""]
-            target = {"list_10k": 1.0, "watch_latency": 0.1, "dns": 0.005}.get(n)
+            target = {"list_10k": 1.0, "watch_latency": 0.1, "dns": 0.005, "proxy_sync": 0.1}.get(n)
             svg = latency_svg(f"{r.get('title', n)}: latency", lat, target)
             (img_dir / f"{n}-latency.svg").write_text(svg)
             lines += [f"![{n} latency percentiles]({rel_img}/{n}-latency.svg)", ""]
