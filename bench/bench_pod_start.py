@@ -696,27 +696,17 @@ def summarise(samples: dict[str, list[dict]], measured: float, cpu: dict[str, fl
     }
 
 
+def _timed_run(quiet_wait: float | None) -> dict:
+    result = run_once(PODS, quiet_wait=quiet_wait)
+    for f in result["figures"]:
+        print_figure(f)
+    return result
+
+
 def main() -> int:
-    max_other = float(os.environ.get("BENCH_MAX_OTHER_CORES", "0.3"))
-    attempts = max(1, int(os.environ.get("BENCH_ATTEMPTS", "3")))
-    budget = float(os.environ.get("BENCH_BUDGET_S", "240"))
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    t_start = time.perf_counter()
-    runs: list[dict] = []
     try:
-        for i in range(attempts):
-            result = run_once(PODS, quiet_wait=None if i == 0 else 30.0)
-            runs.append(result)
-            for f in result["figures"]:
-                print_figure(f)
-            other, took = result["other_cores"] or 0.0, result["wall_total_s"]
-            if other <= max_other or i + 1 == attempts:
-                break
-            if budget - (time.perf_counter() - t_start) < took * 1.2:
-                log(f"{NAME}: other processes kept {other:.2f} cores busy; no time left to repeat the run")
-                break
-            log(f"{NAME}: other processes kept {other:.2f} cores busy; repeating the run ({i + 2} of at most "
-                f"{attempts})")
+        result = harness.best_of_attempts(NAME, _timed_run)
     except KeyboardInterrupt:
         print(f"bench {NAME}: interrupted; everything it started is removed", file=sys.stderr)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -728,21 +718,10 @@ def main() -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, old_term)
-    best = min(range(len(runs)), key=lambda k: runs[k]["other_cores"] or 0.0)
-    result = runs[best]
-    result["attempts"] = [{"other_cores": r["other_cores"], "wall_total_s": r["wall_total_s"], "date": r["date"],
-                           "figures": {f["name"]: f["value"] for f in r["figures"]}} for r in runs]
-    result["chosen_attempt"] = best + 1
-    if len(runs) > 1:
-        print(f"== {NAME}: kept run {best + 1} of {len(runs)} (other processes: {result['other_cores']:.2f} "
-              f"cores); its figures:", flush=True)
-        for f in result["figures"]:
-            print_figure(f)
     lat = result["latency"]
     print("per RPC p50: " + "; ".join(
         f"{rt} " + ", ".join(f"{rpc} {harness.fmt(lat[f'{rt} {rpc}']['p50'], 's')}" for rpc in RPCS)
         for rt in ("kubelab-cri", "containerd")), flush=True)
-    harness.write_result(NAME, result)
     if result["cleanup_problems"]:
         print(f"bench {NAME}: cleanup: " + "; ".join(result["cleanup_problems"]), file=sys.stderr)
         return 1

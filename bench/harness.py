@@ -138,15 +138,22 @@ def run(name: str, main: Callable[[ControlPlane], Awaitable[dict]]) -> dict:
     a fresh control plane, up to BENCH_ATTEMPTS runs (default 3) within BENCH_BUDGET_S seconds
     (default 240), and the least disturbed run is kept. The choice looks only at the other
     processes' load, never at the figures; every attempt is listed in the result file."""
+    return best_of_attempts(name, lambda quiet: _run_once(name, main, quiet_wait=quiet))
+
+
+def best_of_attempts(name: str, run_once: Callable[[float | None], dict]) -> dict:
+    """Call run_once(quiet_wait) until a run was undisturbed (see run()), keep the least disturbed
+    one, list every attempt in it, and write bench/results/<name>.json. The first attempt waits
+    as wait_quiet's default does; repeats wait up to 30 s for the machine to calm down."""
     max_other = float(os.environ.get("BENCH_MAX_OTHER_CORES", "0.3"))
     attempts = max(1, int(os.environ.get("BENCH_ATTEMPTS", "3")))
     budget = float(os.environ.get("BENCH_BUDGET_S", "240"))
     t_start = time.perf_counter()
     runs: list[dict] = []
     for i in range(attempts):
-        result = _run_once(name, main, quiet_wait=None if i == 0 else 30.0)
+        result = run_once(None if i == 0 else 30.0)
         runs.append(result)
-        other = result["other_cores"]
+        other = result["other_cores"] or 0.0
         took = result["wall_total_s"]
         if other <= max_other:
             break
@@ -157,7 +164,7 @@ def run(name: str, main: Callable[[ControlPlane], Awaitable[dict]]) -> dict:
                 break
             log(f"{name}: other processes kept {other:.2f} cores busy; repeating the run "
                 f"({i + 2} of at most {attempts})")
-    best = min(range(len(runs)), key=lambda k: runs[k]["other_cores"])
+    best = min(range(len(runs)), key=lambda k: runs[k]["other_cores"] or 0.0)
     result = runs[best]
     result["attempts"] = [{"other_cores": r["other_cores"], "wall_total_s": r["wall_total_s"],
                            "date": r["date"], "figures": {f["name"]: f["value"] for f in r.get("figures", [])}}
