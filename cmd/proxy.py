@@ -5,7 +5,6 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import re
 import signal
 import socket
 import sys
@@ -14,24 +13,13 @@ from kubelab import logs
 
 log = logging.getLogger("kubelab.proxy")
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
 def parse_duration(text: str) -> float:
-    """A Go duration ("1s", "500ms", "1m30s", "0") in seconds."""
-    s = text.strip()
-    if s in ("0", ""):
-        return 0.0
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(s) or pos == 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 1s, 500ms, 1m30s)")
-    return total
+    """A Go duration ("1s", "500ms", "1m30s", "0") in seconds, for argparse."""
+    from kubelab.api.duration import parse_duration as parse
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _bool(text: str) -> bool:

@@ -9,9 +9,11 @@ import logging
 from typing import Callable, Iterable
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from kubelab.client.healthz import health_app, metrics_app
 
 from .forward import Forwarder
 from .server import DNSServer, ListenError, describe_os_error, rcode_counts
@@ -69,30 +71,6 @@ class DNSCollector(Collector):
                                     value=1 if self.source.synced else 0)
             yield CounterMetricFamily("kubelab_dns_zone_commits", "batches of zone updates applied",
                                       value=self.source.commits)
-
-
-def health_app(ready: Callable[[], bool]) -> web.Application:
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    async def readyz(_: web.Request) -> web.Response:
-        if ready():
-            return web.Response(text="ok")
-        return web.Response(status=503, text="informers not synced\n")
-
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
-
-
-def metrics_app(registry: CollectorRegistry, app: web.Application | None = None) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app = app or web.Application()
-    app.router.add_get("/metrics", metrics)
-    return app
 
 
 class HTTPEndpoints:

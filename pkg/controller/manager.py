@@ -1,0 +1,121 @@
+"""What kubelab-controller-manager runs: the registry of controllers, upstream's --controllers
+selection, and one shared informer factory under one leader election.
+
+A controller is registered with a name (upstream's, e.g. "node-ipam-controller", plus its short
+aliases such as "nodeipam") and a starter `async def start(ctx) -> Awaitable | None`: it builds the
+controller from the context and returns the coroutine that runs it (None when its flags leave it
+off, as upstream's nodeipam without --allocate-node-cidrs).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from kubelab.client.events import EventRecorder
+from kubelab.client.informer import SharedInformerFactory
+from kubelab.client.rest import Client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControllerOptions:
+    allocate_node_cidrs: bool = False
+    cluster_cidrs: list[str] = field(default_factory=list)
+    node_cidr_mask_size_ipv4: int = 24
+    node_cidr_mask_size_ipv6: int = 64
+    service_cidrs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ControllerContext:
+    client: Client
+    factory: SharedInformerFactory
+    options: ControllerOptions
+    recorders: list[EventRecorder] = field(default_factory=list)
+
+    def recorder(self, component: str) -> EventRecorder:
+        r = EventRecorder(self.client, component=component)
+        self.recorders.append(r)
+        return r
+
+
+Starter = Callable[[ControllerContext], Awaitable[Awaitable[Any] | None]]
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    name: str
+    aliases: tuple[str, ...]
+    start: Starter
+    enabled_by_default: bool = True
+
+
+async def _start_nodeipam(ctx: ControllerContext) -> Awaitable[Any] | None:
+    o = ctx.options
+    if not o.allocate_node_cidrs:
+        log.info("node-ipam-controller is not started: --allocate-node-cidrs is false")
+        return None
+    from kubelab.controller.nodeipam.controller import NAME, NodeIPAMController
+    masks = [o.node_cidr_mask_size_ipv6 if ":" in c else o.node_cidr_mask_size_ipv4 for c in o.cluster_cidrs]
+    ctrl = NodeIPAMController(ctx.client, ctx.factory, cluster_cidrs=o.cluster_cidrs, node_mask_sizes=masks,
+                              service_cidr=(o.service_cidrs or [None])[0],
+                              secondary_service_cidr=(o.service_cidrs[1:] or [None])[0],
+                              recorder=ctx.recorder(NAME))
+    return ctrl.run()
+
+
+CONTROLLERS: list[ControllerSpec] = [
+    ControllerSpec("node-ipam-controller", ("nodeipam",), _start_nodeipam),
+]
+
+
+class SelectionError(ValueError):
+    pass
+
+
+def select(requested: list[str]) -> list[ControllerSpec]:
+    """Upstream's --controllers: '*' is every controller on by default, 'foo' enables foo, '-foo'
+    disables it; names or aliases. Unknown names are an error."""
+    by_name: dict[str, ControllerSpec] = {}
+    for spec in CONTROLLERS:
+        for n in (spec.name, *spec.aliases):
+            by_name[n] = spec
+    for item in requested:
+        n = item[1:] if item.startswith("-") else item
+        if n != "*" and n not in by_name:
+            raise SelectionError(f'"{n}" is not in the list of known controllers')
+    out = []
+    for spec in CONTROLLERS:
+        names = (spec.name, *spec.aliases)
+        if any(f"-{n}" in requested for n in names):
+            continue
+        if any(n in requested for n in names) or ("*" in requested and spec.enabled_by_default):
+            out.append(spec)
+    return out
+
+
+async def run_controllers(ctx: ControllerContext, specs: list[ControllerSpec]) -> None:
+    """Start the selected controllers and the informers they asked for; run until cancelled."""
+    runs: list[tuple[str, Awaitable[Any]]] = []
+    for spec in specs:
+        coro = await spec.start(ctx)
+        if coro is not None:
+            log.info("started controller=%s", spec.name)
+            runs.append((spec.name, coro))
+    ctx.factory.start()
+    tasks = [asyncio.create_task(c, name=n) for n, c in runs]
+    try:
+        if tasks:
+            await asyncio.gather(*tasks)
+        else:
+            await asyncio.Event().wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await ctx.factory.shutdown()
+        for r in ctx.recorders:
+            await r.shutdown()

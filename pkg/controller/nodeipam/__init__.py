@@ -1,0 +1,1 @@
+"""Node IPAM: pod CIDRs for Nodes from the cluster CIDR."""
