@@ -70,13 +70,15 @@ def desired_routes(nodes: list[Obj], own: str | None) -> dict[str, str]:
 
 
 def cni_conflist(pod_cidrs: list[str], *, plugin: str = "kubelab-bridge", bridge: str = "cni0",
-                 mtu: int = 0) -> Obj:
+                 mtu: int = 0, ipam_data_dir: str = "") -> Obj:
     ranges = [[{"subnet": str(ipaddress.ip_network(c, strict=False))}] for c in pod_cidrs]
     routes = [{"dst": "0.0.0.0/0" if ":" not in c else "::/0"} for c in pod_cidrs]
     bridge_conf: Obj = {"type": plugin, "bridge": bridge, "isGateway": True, "ipMasq": False,
                         "hairpinMode": True, "ipam": {"type": "host-local", "ranges": ranges, "routes": routes}}
     if mtu:
         bridge_conf["mtu"] = mtu
+    if ipam_data_dir:       # several nodes on one host (the single-host lab) keep their leases apart
+        bridge_conf["ipam"]["dataDir"] = ipam_data_dir
     return {"cniVersion": "1.0.0", "name": "kubelab", "plugins": [
         bridge_conf, {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}]}
 
@@ -97,12 +99,13 @@ def write_if_changed(path: Path, text: str) -> bool:
 
 class PodNetwork:
     def __init__(self, factory: SharedInformerFactory, node_name: str | None, *, cni_conf_dir: Path | None = None,
-                 plugin: str = "kubelab-bridge", bridge: str = "cni0", mtu: int = 0, netns: str | None = None,
-                 resync_period: float = 30.0) -> None:
+                 plugin: str = "kubelab-bridge", bridge: str = "cni0", mtu: int = 0, ipam_data_dir: str = "",
+                 netns: str | None = None, resync_period: float = 30.0) -> None:
         self.nodes = factory.informer("v1", "nodes")
         self.node_name = node_name
         self.cni_conf_dir = cni_conf_dir
         self.plugin, self.bridge, self.mtu = plugin, bridge, mtu
+        self.ipam_data_dir = ipam_data_dir
         self.netns = netns
         self.resync_period = resync_period
         self.routes: dict[str, str] = {}           # what the last sync left in the kernel
@@ -121,7 +124,8 @@ class PodNetwork:
         if not cidrs:
             return False
         self.pod_cidrs = cidrs
-        text = json.dumps(cni_conflist(cidrs, plugin=self.plugin, bridge=self.bridge, mtu=self.mtu), indent=2) + "\n"
+        text = json.dumps(cni_conflist(cidrs, plugin=self.plugin, bridge=self.bridge, mtu=self.mtu,
+                                       ipam_data_dir=self.ipam_data_dir), indent=2) + "\n"
         written = write_if_changed(self.cni_conf_dir / CONFLIST_NAME, text)
         if written:
             log.info("wrote CNI config path=%s podCIDRs=%s", self.cni_conf_dir / CONFLIST_NAME, ",".join(cidrs))

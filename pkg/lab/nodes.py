@@ -91,7 +91,10 @@ class LabNetwork:
     def __init__(self, nodes: list[Node]) -> None:
         self.nodes = nodes
 
-    def up(self) -> None:
+    def up(self, routes: bool = True) -> None:
+        """Make the bridge and the nodes; with routes, the static host-gw routes of the nodes' fixed pod
+        CIDRs (without: pod CIDRs come from the node IPAM controller and routes from each node's
+        kubelab.kubelet.podnet)."""
         try:
             if not Path(f"/sys/class/net/{LAB_BRIDGE}").exists():
                 _ip("link", "add", LAB_BRIDGE, "type", "bridge")
@@ -100,7 +103,8 @@ class LabNetwork:
             _sysctl("net.ipv4.ip_forward", "1")
             for n in self.nodes:
                 self._node_up(n)
-            self.sync_routes()
+            if routes:
+                self.sync_routes()
         except Exception:
             self.down()
             raise
