@@ -38,7 +38,7 @@ NLA_F_NESTED = 0x8000
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 RT_TABLE_MAIN = 254
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTPROT_BOOT = 3
 RTN_UNICAST = 1
 
@@ -124,7 +124,7 @@ class Addr(_Record):
 
 
 class Route(_Record):
-    __slots__ = ("family", "dst", "dst_len", "gateway", "oif", "table", "scope")
+    __slots__ = ("family", "dst", "dst_len", "gateway", "oif", "table", "scope", "proto")
     family: int
     dst: str | None          # None: default route
     dst_len: int
@@ -408,13 +408,28 @@ class RTNL:
                       "proto": RTPROT_BOOT, "type": RTN_UNICAST,
                       "scope": RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK}, attrs)
 
+    def replace_route(self, family: int, dst: str, dst_len: int, gateway: str, proto: int) -> None:
+        """Add or replace the main table's route to dst/dst_len via gateway, tagged with proto (like
+        `ip route replace ... proto N`)."""
+        self.request("rtmsg", RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+                     {"family": family, "dst_len": dst_len, "table": RT_TABLE_MAIN, "proto": proto,
+                      "type": RTN_UNICAST, "scope": RT_SCOPE_UNIVERSE},
+                     [("RTA_TABLE", RT_TABLE_MAIN), ("RTA_DST", dst), ("RTA_GATEWAY", gateway)])
+
+    def del_route(self, family: int, dst: str, dst_len: int, proto: int = 0) -> None:
+        """Delete the main table's route to dst/dst_len (only one of protocol proto, if given)."""
+        self.request("rtmsg", RTM_DELROUTE, NLM_F_ACK,
+                     {"family": family, "dst_len": dst_len, "table": RT_TABLE_MAIN, "proto": proto,
+                      "type": RTN_UNICAST, "scope": RT_SCOPE_NOWHERE},
+                     [("RTA_TABLE", RT_TABLE_MAIN), ("RTA_DST", dst)])
+
     def routes(self, family: int = 0) -> list[Route]:
         out = []
         for m in self.request("rtmsg", RTM_GETROUTE, NLM_F_DUMP, {"family": family}, []):
             table = m.get_attr("RTA_TABLE") or m["table"]
             out.append(Route(family=m["family"], dst=m.get_attr("RTA_DST"), dst_len=m["dst_len"],
                              gateway=m.get_attr("RTA_GATEWAY"), oif=m.get_attr("RTA_OIF") or 0,
-                             table=table, scope=m["scope"]))
+                             table=table, scope=m["scope"], proto=m["proto"]))
         return out
 
 

@@ -12,7 +12,8 @@
 
 With node_name None it programs routes to every node's pod CIDR and writes no CNI config: how the
 single-host lab's host reaches the pods. With netns (a /run/netns name or path) the routes go into
-that network namespace instead of our own.
+that network namespace instead of our own. Routes are written through the rtnetlink socket of
+kubelab.cni.netlink from a worker thread.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -133,31 +135,8 @@ class PodNetwork:
 
     async def sync_routes(self) -> tuple[int, int]:
         """Make our routes exactly the desired ones; (added or changed, removed)."""
-        from pyroute2 import AsyncIPRoute
         want = desired_routes(self.nodes.list(), self.node_name)
-        changed = removed = 0
-        kwargs = {"netns": self.netns} if self.netns else {}
-        async with AsyncIPRoute(**kwargs) as ipr:
-            have: dict[str, str | None] = {}
-            for family in (2, 10):
-                async for r in await ipr.route("dump", family=family, proto=RTPROT_KUBELAB):
-                    if r.get("proto") != RTPROT_KUBELAB or r.get("table") != 254:
-                        continue
-                    have[f"{r.get('dst')}/{r['dst_len']}"] = r.get("gateway")
-            for dst, gw in want.items():
-                if have.get(dst) == gw:
-                    continue
-                try:
-                    await ipr.route("replace", dst=dst, gateway=gw, proto=RTPROT_KUBELAB)
-                    changed += 1
-                except Exception as e:  # e.g. the gateway is not on a connected network yet
-                    log.warning("route to %s via %s not set: %s", dst, gw, e)
-            for dst in have.keys() - want.keys():
-                try:
-                    await ipr.route("del", dst=dst, proto=RTPROT_KUBELAB)
-                    removed += 1
-                except Exception as e:
-                    log.warning("stale route to %s not removed: %s", dst, e)
+        changed, removed = await asyncio.to_thread(self._apply, want)
         self.routes = want
         self.syncs += 1
         if changed or removed:
@@ -166,17 +145,45 @@ class PodNetwork:
 
     async def remove_routes(self) -> int:
         """Delete every route we own (for teardown)."""
-        from pyroute2 import AsyncIPRoute
-        kwargs = {"netns": self.netns} if self.netns else {}
-        n = 0
-        async with AsyncIPRoute(**kwargs) as ipr:
-            for family in (2, 10):
-                for r in [r async for r in await ipr.route("dump", family=family)]:
-                    if r.get("proto") == RTPROT_KUBELAB:
-                        await ipr.route("del", dst=f"{r.get('dst')}/{r['dst_len']}", proto=RTPROT_KUBELAB)
-                        n += 1
+        _, removed = await asyncio.to_thread(self._apply, {})
         self.routes = {}
-        return n
+        return removed
+
+    def _rtnl(self):
+        """A netlink socket in our namespace or the one named (opened on this worker thread, which
+        enters the namespace only while the socket is made: a netlink socket stays bound to the
+        namespace it was created in). Never pyroute2's netns support, which forks this process."""
+        from kubelab.cni.netlink import RTNL, rtnl_in
+        if not self.netns:
+            return RTNL()
+        path = self.netns if "/" in self.netns else f"/run/netns/{self.netns}"
+        return rtnl_in(path)
+
+    def _apply(self, want: dict[str, str]) -> tuple[int, int]:
+        changed = removed = 0
+        with self._rtnl() as rt:
+            have: dict[str, tuple[int, str | None]] = {}
+            for r in rt.routes():
+                if r.proto == RTPROT_KUBELAB and r.table == 254 and r.dst:
+                    have[f"{r.dst}/{r.dst_len}"] = (r.family, r.gateway)
+            for dst, gw in want.items():
+                if have.get(dst, (0, None))[1] == gw:
+                    continue
+                net = ipaddress.ip_network(dst)
+                try:
+                    rt.replace_route(socket.AF_INET if net.version == 4 else socket.AF_INET6,
+                                     str(net.network_address), net.prefixlen, gw, RTPROT_KUBELAB)
+                    changed += 1
+                except OSError as e:  # e.g. the gateway is not on a connected network yet
+                    log.warning("route to %s via %s not set: %s", dst, gw, e)
+            for dst in have.keys() - want.keys():
+                net = ipaddress.ip_network(dst)
+                try:
+                    rt.del_route(have[dst][0], str(net.network_address), net.prefixlen, RTPROT_KUBELAB)
+                    removed += 1
+                except OSError as e:
+                    log.warning("stale route to %s not removed: %s", dst, e)
+        return changed, removed
 
     # -- the loop ------------------------------------------------------------------------------
 
