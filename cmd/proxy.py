@@ -35,7 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", default="", help="kubeconfig with the API server and credentials "
                                                     "(default: in-cluster, then $KUBECONFIG / ~/.kube/config)")
     p.add_argument("--hostname-override", default="", help="this node's name (default: the hostname)")
-    p.add_argument("--proxy-mode", default="iptables", help="iptables (ipvs is not built yet: falls back)")
+    p.add_argument("--proxy-mode", default="iptables",
+                   help="iptables or ipvs (ipvs falls back to iptables, loudly, where the kernel lacks IP_VS)")
+    p.add_argument("--ipvs-scheduler", default="rr", help="IPVS scheduler: rr, wrr, lc, wlc, lblc, lblcr, dh, sh, "
+                                                          "sed, nq, mh")
+    p.add_argument("--ipvs-min-sync-period", type=parse_duration, default=1.0,
+                   help="IPVS mode: minimum interval between syncs")
+    p.add_argument("--ipvs-sync-period", type=parse_duration, default=30.0,
+                   help="IPVS mode: interval of full syncs")
+    p.add_argument("--ipvs-exclude-cidrs", default="",
+                   help="comma-separated CIDRs whose IPVS virtual servers kube-proxy leaves alone")
     p.add_argument("--cluster-cidr", default="", help="the pods' CIDR: traffic from outside it to a "
                                                       "ClusterIP is masqueraded")
     p.add_argument("--masquerade-all", type=_bool, nargs="?", const=True, default=False,
@@ -109,8 +118,13 @@ async def run(a: argparse.Namespace, cluster_cidr: str | None, nodeport_addresse
 
     ipt = await IPTables.detect()
     log.info("using iptables backend=%s", ipt.backend)
-    if a.cleanup:
-        ok = await cleanup_leftovers(ipt)
+    if a.cleanup:     # both modes' leftovers, as upstream's --cleanup
+        from kubelab.proxy.ipvs import state as ipvs_state
+        from kubelab.proxy.ipvs.proxier import cleanup_leftovers as cleanup_ipvs
+        # the modes share chain names and refer to each other's chains: their chains go together
+        ok = await cleanup_leftovers(ipt, ipvs_state.JUMP_RULES, {"nat": ipvs_state.NAT_CHAINS,
+                                                                   "filter": ipvs_state.FILTER_CHAINS})
+        ok = await cleanup_ipvs(ipt) and ok     # virtual servers, kube-ipvs0, ipsets
         return 0 if ok else 1
 
     if a.kubeconfig:
@@ -132,9 +146,32 @@ async def run(a: argparse.Namespace, cluster_cidr: str | None, nodeport_addresse
         if not cluster_cidr and not a.masquerade_all:
             log.warning("neither --cluster-cidr nor --masquerade-all is set: traffic from outside the cluster "
                         "to ClusterIPs is not masqueraded")
-        cfg = ProxierConfig(hostname=hostname, rules=rules, min_sync_period=a.iptables_min_sync_period,
-                            sync_period=a.iptables_sync_period or 30.0, nodeport_addresses=nodeport_addresses)
-        proxier = Proxier(ipt, cfg)
+        mode = "iptables"
+        if a.proxy_mode == "ipvs":
+            from kubelab.proxy.ipvs.kernel import IPVSUnavailable, check_available, ensure_dummy
+            try:
+                await asyncio.to_thread(check_available, a.ipvs_scheduler)
+                await asyncio.to_thread(ensure_dummy, set())
+                mode = "ipvs"
+            except IPVSUnavailable as e:
+                log.error("CANNOT USE THE IPVS PROXIER: %s. FALLING BACK TO iptables MODE", e)
+                print(f"kubelab-proxy: cannot use the IPVS proxier: {e}; falling back to iptables", file=sys.stderr)
+        if mode == "ipvs":
+            from kubelab.proxy.ipvs.proxier import IPVSProxier, IPVSProxierConfig, LinuxKernel
+            from kubelab.proxy.ipvs.state import IPVSConfig
+            icfg = IPVSProxierConfig(
+                hostname=hostname, ipvs=IPVSConfig(scheduler=a.ipvs_scheduler, masquerade_bit=a.iptables_masquerade_bit,
+                                                   masquerade_all=a.masquerade_all, cluster_cidr=cluster_cidr,
+                                                   node_ip=node_ip),
+                min_sync_period=a.ipvs_min_sync_period, sync_period=a.ipvs_sync_period or 30.0,
+                nodeport_addresses=nodeport_addresses,
+                exclude_cidrs=tuple(c.strip() for c in a.ipvs_exclude_cidrs.split(",") if c.strip()))
+            proxier = IPVSProxier(ipt, LinuxKernel(), icfg)
+            cfg = icfg
+        else:
+            cfg = ProxierConfig(hostname=hostname, rules=rules, min_sync_period=a.iptables_min_sync_period,
+                                sync_period=a.iptables_sync_period or 30.0, nodeport_addresses=nodeport_addresses)
+            proxier = Proxier(ipt, cfg)
         await proxier.prepare()
         if a.healthz_bind_address:
             h, port = split_host_port(a.healthz_bind_address, 10256)
@@ -142,7 +179,7 @@ async def run(a: argparse.Namespace, cluster_cidr: str | None, nodeport_addresse
         if a.metrics_bind_address:
             h, port = split_host_port(a.metrics_bind_address, 10249)
             servers.append(HealthServer(h, port, proxier.healthy, lambda: proxier.last_updated,
-                                        registry=proxier.metrics.registry))
+                                        registry=proxier.metrics.registry, proxy_mode=mode))
         for s in servers:
             await s.start()
         informers = register_informers(factory, proxier)
@@ -153,8 +190,8 @@ async def run(a: argparse.Namespace, cluster_cidr: str | None, nodeport_addresse
             loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(proxier.run(), name="sync-loop"),
                  asyncio.create_task(wait_synced(informers, proxier), name="wait-synced")]
-        log.info("kube-proxy started node=%s mode=iptables backend=%s minSyncPeriod=%gs syncPeriod=%gs",
-                 hostname, ipt.backend, cfg.min_sync_period, cfg.sync_period)
+        log.info("kube-proxy started node=%s mode=%s backend=%s minSyncPeriod=%gs syncPeriod=%gs",
+                 hostname, mode, ipt.backend, cfg.min_sync_period, cfg.sync_period)
         await stop.wait()
         log.info("shutting down")
         return 0
@@ -172,12 +209,18 @@ def main(argv: list[str] | None = None) -> None:
     p = build_parser()
     a = p.parse_args(argv)
     logs.setup("proxy", a.verbosity)
-    mode = (a.proxy_mode or "iptables").lower()
-    if mode == "ipvs":
-        log.warning("PROXY MODE ipvs IS NOT BUILT YET: FALLING BACK TO iptables")
-        print("kubelab-proxy: --proxy-mode=ipvs is not built yet; falling back to iptables", file=sys.stderr)
-    elif mode not in ("iptables", ""):
-        p.error(f"--proxy-mode: unsupported mode {a.proxy_mode!r} (supported: iptables)")
+    a.proxy_mode = (a.proxy_mode or "iptables").lower()
+    if a.proxy_mode not in ("iptables", "ipvs"):
+        p.error(f"--proxy-mode: invalid value {a.proxy_mode!r}: must be iptables, ipvs or blank "
+                "(blank means iptables)")
+    from kubelab.proxy.ipvs.state import SCHEDULERS
+    if a.ipvs_scheduler not in SCHEDULERS:
+        p.error(f"--ipvs-scheduler: invalid value {a.ipvs_scheduler!r}: must be one of {', '.join(SCHEDULERS)}")
+    for c in filter(None, (x.strip() for x in a.ipvs_exclude_cidrs.split(","))):
+        try:
+            ipaddress.ip_network(c, strict=False)
+        except ValueError:
+            p.error(f"--ipvs-exclude-cidrs: invalid CIDR {c!r}")
     cluster_cidr, nodeport_addresses = _check_cidrs(p, a)
     try:
         rc = asyncio.run(run(a, cluster_cidr, nodeport_addresses))

@@ -20,12 +20,12 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from .. import conntrack
+from ..base import ProxierBase
 from ..metrics import ProxyMetrics
-from ..servicechange import (EndpointsChangeTracker, EndpointsMap, ServiceChangeTracker, ServicePortMap,
-                             ServicePortName, apply_endpoint_changes, apply_service_changes, is_service_chain)
+from ..servicechange import (ServicePortName, apply_endpoint_changes, apply_service_changes, is_service_chain)
 from ..syncrunner import SyncRunner
 from . import rules as R
 from .runner import IPTables, IPTablesError
@@ -68,20 +68,15 @@ class SyncStats:
     error: str = ""
 
 
-class Proxier:
+class Proxier(ProxierBase):
     """kube-proxy in iptables mode for one node (IPv4)."""
 
     def __init__(self, ipt: IPTables, cfg: ProxierConfig, metrics: ProxyMetrics | None = None) -> None:
+        super().__init__(cfg.hostname, metrics)
         self.ipt = ipt
         self.cfg = cfg
-        self.metrics = metrics or ProxyMetrics()
+        self.sync_period = cfg.sync_period
         self.rule_cfg = cfg.rules
-        self.svc_tracker = ServiceChangeTracker()
-        self.ep_tracker = EndpointsChangeTracker(cfg.hostname)
-        self.svc_map: ServicePortMap = {}
-        self.ep_map: EndpointsMap = {}
-        self.services_synced = False
-        self.endpoint_slices_synced = False
         self.need_full_sync = True
         self._scan_needed = True          # read the kernel's chains on the next full sync
         self._large = False
@@ -97,61 +92,7 @@ class Proxier:
         self.runner = SyncRunner(self._run_sync, cfg.min_sync_period, cfg.sync_period)
         self.last_stats = SyncStats()
         self.last_restore_text = ""
-        self.last_updated: float | None = None     # wall clock of the last successful sync
-        self.oldest_queued: float | None = None    # wall clock of the oldest request not yet synced
         self.syncs = 0
-
-    # -- informer events (upstream's OnService* / OnEndpointSlice*) -------------------------
-
-    @property
-    def initialized(self) -> bool:
-        return self.services_synced and self.endpoint_slices_synced
-
-    def _queue(self) -> None:
-        now = time.time()
-        self.metrics.last_queued_timestamp.set(now)
-        if self.oldest_queued is None:
-            self.oldest_queued = now
-        self.runner.request()
-
-    def on_service_add(self, svc: Obj) -> None:
-        self.on_service_update(None, svc)
-
-    def on_service_update(self, old: Obj | None, new: Obj | None) -> None:
-        pending = self.svc_tracker.update(old, new)
-        self.metrics.service_changes_total.inc()
-        self.metrics.service_changes_pending.set(self.svc_tracker.pending)
-        if pending and self.initialized:
-            self._queue()
-
-    def on_service_delete(self, svc: Obj) -> None:
-        self.on_service_update(svc, None)
-
-    def on_services_synced(self) -> None:
-        self.services_synced = True
-        if self.initialized:
-            self._queue()
-
-    def on_endpoint_slice_add(self, es: Obj) -> None:
-        self._on_slice(es, False)
-
-    def on_endpoint_slice_update(self, old: Obj | None, es: Obj) -> None:
-        self._on_slice(es, False)
-
-    def on_endpoint_slice_delete(self, es: Obj) -> None:
-        self._on_slice(es, True)
-
-    def _on_slice(self, es: Obj, removed: bool) -> None:
-        pending = self.ep_tracker.endpoint_slice_update(es, removed)
-        self.metrics.endpoint_changes_total.inc()
-        self.metrics.endpoint_changes_pending.set(self.ep_tracker.pending)
-        if pending and self.initialized:
-            self._queue()
-
-    def on_endpoint_slices_synced(self) -> None:
-        self.endpoint_slices_synced = True
-        if self.initialized:
-            self._queue()
 
     # -- running ------------------------------------------------------------------------
 
@@ -187,10 +128,6 @@ class Proxier:
         res = await self.ipt.executor.run(["sysctl", "-w", f"{key}={value}"], check=False, timeout=10)
         if res.returncode != 0:
             log.warning("cannot set sysctl %s=%s: %s", key, value, res.stderr.decode(errors="replace").strip())
-
-    async def run(self) -> None:
-        """The sync loop (until cancelled)."""
-        await self.runner.loop()
 
     async def _run_sync(self) -> None:
         stats = await self.sync()
@@ -446,21 +383,15 @@ class Proxier:
         return sorted({a for a in addrs if any(ipaddress.ip_address(a) in n for n in nets)},
                       key=lambda s: ipaddress.ip_address(s))
 
-    # -- health ---------------------------------------------------------------------------
-
-    def healthy(self, now: float | None = None) -> bool:
-        """Upstream's ProxierHealthServer: unhealthy when a queued update has waited longer than
-        twice the sync period."""
-        now = time.time() if now is None else now
-        timeout = 2 * self.cfg.sync_period
-        return not (self.oldest_queued is not None and now - self.oldest_queued > timeout)
 
 
-async def cleanup_leftovers(ipt: IPTables) -> bool:
+async def cleanup_leftovers(ipt: IPTables, other_jumps: Sequence[R.JumpRule] = (),
+                            other_chains: Mapping[str, Sequence[str]] | None = None) -> bool:
     """Remove kube-proxy's jump rules and chains (upstream's CleanupLeftovers). Returns True on
-    success."""
+    success. other_jumps/other_chains ({table: chains}) are another mode's, removed in the same
+    transactions: the modes share chain names, and their chains refer to each other's."""
     ok = True
-    await ipt.delete_jumps(R.JUMP_RULES)
+    await ipt.delete_jumps(tuple(R.JUMP_RULES) + tuple(other_jumps))
     try:
         nat = await ipt.chains("nat")
         flt = await ipt.chains("filter")
@@ -471,6 +402,8 @@ async def cleanup_leftovers(ipt: IPTables) -> bool:
     nat_gone += sorted(c for c in nat if is_service_chain(c))
     flt_gone = [c for c in (R.KUBE_SERVICES, R.KUBE_EXTERNAL_SERVICES, R.KUBE_FORWARD, R.KUBE_NODEPORTS,
                             R.KUBE_PROXY_FIREWALL) if c in flt]
+    for table, have, gone in (("nat", nat, nat_gone), ("filter", flt, flt_gone)):
+        gone += [c for c in (other_chains or {}).get(table, ()) if c in have and c not in gone]
     text = []
     if flt_gone:
         text += R.render_table("filter", {}, flt_gone)

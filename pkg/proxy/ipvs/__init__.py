@@ -1,0 +1,1 @@
+"""kube-proxy's IPVS mode: virtual servers over netlink, VIPs on kube-ipvs0, ipsets + iptables."""
