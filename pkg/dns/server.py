@@ -117,6 +117,22 @@ def render_entry(name: dns.name.Name, rdtype: int, ans: Answer, opt: bytes) -> E
     return Entry(wire[3] & 0xEF, counts, body, counts_edns, body + opt)
 
 
+IP_PKTINFO = 8                # <linux/in.h>; Python's socket module does not export it
+IPV6_RECVPKTINFO, IPV6_PKTINFO = 49, 50
+
+
+def _reply_pktinfo(anc: list) -> list:
+    """The ancillary data that sends a reply from the address a query arrived at."""
+    for level, kind, data in anc:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= 12:
+            # struct in_pktinfo {int ifindex; in_addr spec_dst; in_addr addr}: reply from addr
+            return [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("=i4s4s", 0, data[8:12], bytes(4)))]
+        if level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(data) >= 20:
+            # struct in6_pktinfo {in6_addr addr; int ifindex}
+            return [(socket.IPPROTO_IPV6, IPV6_PKTINFO, data[:16] + struct.pack("=i", 0))]
+    return []
+
+
 class DNSServer:
     """UDP and TCP DNS service for one Zone, forwarding other names (see the module doc)."""
 
@@ -133,6 +149,7 @@ class DNSServer:
         self._table: dict[bytes, Entry] = {}
         self._dynamic: dict[bytes, Entry] = {}
         self._udp: socket.socket | None = None
+        self._pktinfo = False
         self._tcp: asyncio.base_events.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -187,6 +204,12 @@ class DNSServer:
                     sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
                 except OSError:
                     pass
+            self._pktinfo = self.host in ("0.0.0.0", "::", "")
+            if self._pktinfo:      # replies must leave from the address each query was sent to
+                if family == socket.AF_INET:
+                    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                else:
+                    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
             sock.bind((self.host, self.port))
         except OSError as e:
             sock.close()
@@ -200,7 +223,7 @@ class DNSServer:
             sock.close()
             raise ListenError(f"cannot listen on {self.host}:{self.port}/tcp: {describe_os_error(e)}") from None
         self._udp = sock
-        self._loop.add_reader(sock.fileno(), self._udp_readable)
+        self._loop.add_reader(sock.fileno(), self._udp_readable_pktinfo if self._pktinfo else self._udp_readable)
         log.info("serving DNS on %s:%d (udp, tcp) for %s", self.host, self.port, self.zone.domain)
 
     async def stop(self) -> None:
@@ -263,13 +286,61 @@ class DNSServer:
         finally:
             self.udp_queries += count
 
-    async def _udp_later(self, res: Awaitable[bytes | None], addr: Any) -> None:
+    def _udp_readable_pktinfo(self) -> None:
+        """The same for a wildcard address: each query's destination address comes with it
+        (IP_PKTINFO) and its reply is sent from that address. Without this a node with several
+        addresses answers from whichever the route back prefers, and a client behind a Service
+        DNAT (or any client checking the source) drops the reply."""
+        sock = self._udp
+        if sock is None:
+            return
+        count = 0
+        try:
+            for _ in range(UDP_BATCH):
+                try:
+                    data, anc, _flags, addr = sock.recvmsg(65535, 256)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as e:
+                    if e.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                        continue
+                    log.warning("udp receive failed: %s", e)
+                    break
+                count += 1
+                cmsg = _reply_pktinfo(anc)
+                reply = self.fast_answer(data, True)
+                if reply is None:
+                    res = self.answer(data, True)
+                    if res is None:
+                        continue
+                    if not isinstance(res, bytes):
+                        self._spawn(self._udp_later(res, addr, cmsg))
+                        continue
+                    reply = res
+                self._send_from(reply, addr, cmsg)
+        finally:
+            self.udp_queries += count
+
+    def _send_from(self, reply: bytes, addr: Any, cmsg: list) -> None:
+        if self._udp is None:
+            return
+        try:
+            self._udp.sendmsg([reply], cmsg, 0, addr)
+        except (BlockingIOError, InterruptedError):
+            self.udp_send_dropped += 1
+        except OSError as e:
+            log.debug("udp reply to %s failed: %s", addr, e)
+
+    async def _udp_later(self, res: Awaitable[bytes | None], addr: Any, cmsg: list | None = None) -> None:
         try:
             reply = await res
         except Exception:  # noqa: BLE001 - one bad query must not stop the server
             log.exception("answering a query from %s failed", addr)
             return
         if reply is not None and self._udp is not None:
+            if cmsg is not None:
+                self._send_from(reply, addr, cmsg)
+                return
             try:
                 self._udp.sendto(reply, addr)
             except OSError as e:

@@ -5,7 +5,7 @@ from kubelab.kubelet.podnet, cluster DNS from kubelab-dns at the kube-dns Cluste
     host: etcd, kubelab-apiserver on 192.168.56.1, kubelab-controller-manager (node IPAM),
           podnet for the host (routes to every node's pod CIDR)
     node<i> (netns kubelab-node<i>, 192.168.56.1<i>): kubelab-cri, kubelab-proxy, podnet;
-          node1 also kubelab-dns, bound to its node IP (behind the kube-dns Service 10.96.0.10)
+          node1 also kubelab-dns (behind the kube-dns Service 10.96.0.10)
 
 Until the kubelet exists, the caller plays it: it starts pods through CRI (`run_pod`), and writes
 EndpointSlices (there is no EndpointSlice controller yet). podnet, the kubelet's part, runs in this
@@ -190,11 +190,11 @@ class LabCluster:
                            *self.proxy_args], d / "proxy.log")
         if n.index == 1:
             ups = [a for u in self.dns_upstreams for a in ("--upstream", u)]
-            # bound to the node's address: replies to local pods must leave from the address the
-            # Service DNATs to (from a wildcard socket they would leave from cni0's)
+            # on every address of node1 (the Service DNATs to its node IP; replies to local pods
+            # leave from that address, not cni0's, because the server replies from the address asked)
             self.procs["dns"] = spawn(
                 n.nsenter() + [str(BIN / "kubelab-dns"), "--kubeconfig", str(self.kubeconfig), *ups,
-                               "--pods", "insecure", "--bind-address", n.ip], d / "dns.log")
+                               "--pods", "insecure"], d / "dns.log")
 
     def cgroup_parent(self, n: Node) -> str:
         return f"/kubelab-lab-{n.name}"

@@ -467,3 +467,35 @@ async def test_tcp_pipelining_on_one_connection(server, api, namespace, upstream
     assert by_q[1].rcode() == dns.rcode.NXDOMAIN
     assert rdatas(by_q[2]) == ["192.0.2.4"]
     assert rdatas(by_q[3], "SRV") == [f"0 100 80 {name}."]
+
+
+async def test_wildcard_server_answers_from_the_address_it_was_asked_at():
+    """Bound to 0.0.0.0, replies leave from the query's destination address (IP_PKTINFO): asked at
+    127.0.0.2, the kernel's own choice would be 127.0.0.1, which dnspython (like a client behind a
+    Service DNAT) refuses as an unexpected source."""
+    from kubelab.dns.forward import Forwarder
+    from kubelab.dns.records import Zone
+    from kubelab.dns.server import DNSServer
+    z = Zone(ZONE)
+    z.set_namespace("default")
+    z.set_service({"metadata": {"namespace": "default", "name": "web"},
+                   "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"],
+                            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+    server = DNSServer(z, Forwarder([]), host="0.0.0.0", port=0)
+    server.apply(z.commit())
+    server.ready = True
+    await server.start()
+    try:
+        for where in ("127.0.0.2", "127.0.0.1"):
+            for name, rdtype in (("web.default.svc.cluster.local.", "A"),          # fast path
+                                 ("web.default.svc.cluster.local.", "TXT"),        # slow path
+                                 ("nope.default.svc.cluster.local.", "A")):
+                q = dns.message.make_query(name, rdtype)
+                r = await dns.asyncquery.udp(q, where, port=server.port, timeout=2)   # raises on a foreign source
+                assert r.id == q.id
+        assert dns.rcode.to_text(r.rcode()) == "NXDOMAIN"
+        q = dns.message.make_query("web.default.svc.cluster.local.", "A")
+        r = await dns.asyncquery.udp(q, "127.0.0.2", port=server.port, timeout=2)
+        assert r.answer[0][0].address == "10.96.0.20"
+    finally:
+        await server.stop()
