@@ -10,24 +10,12 @@ import socket
 import sys
 
 from kubelab import logs
+from kubelab.cliflags import boolean, duration
 
 log = logging.getLogger("kubelab.proxy")
 
-def parse_duration(text: str) -> float:
-    """A Go duration ("1s", "500ms", "1m30s", "0") in seconds, for argparse."""
-    from kubelab.api.duration import parse_duration as parse
-    try:
-        return parse(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {text!r}")
+parse_duration = duration     # Go durations in seconds, for argparse
+_bool = boolean
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import ssl
-from typing import Callable
+from typing import Any, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -49,3 +49,27 @@ async def serve(app: web.Application, host: str, port: int, ssl_context: ssl.SSL
         await runner.cleanup()
         raise
     return runner
+
+
+def self_signed_context(cert_dir: str | None, name: str) -> tuple[ssl.SSLContext, Any]:
+    """A server TLS context with a self-signed certificate for `name` (upstream's components make
+    one when no --tls-cert-file is given), kept in cert_dir, or in a temporary directory (returned,
+    to be cleaned up) when cert_dir is empty."""
+    import tempfile
+    from pathlib import Path
+
+    from kubelab.pki import certs
+    tmp = None
+    if not cert_dir:
+        tmp = tempfile.TemporaryDirectory(prefix=f"{name}-")
+        cert_dir = tmp.name
+    d = Path(cert_dir)
+    crt, key = d / f"{name}.crt", d / f"{name}.key"
+    if not crt.exists():
+        ca, ca_key = certs.make_ca(cn=f"{name}-ca")
+        c, k = certs.issue(ca, ca_key, name, sans=("localhost", "127.0.0.1"), server=True)
+        certs.write(crt, c + ca, 0o644)
+        certs.write(key, k)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(crt), str(key))
+    return ctx, tmp

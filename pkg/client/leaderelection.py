@@ -336,3 +336,35 @@ class LeaderElector:
                     asyncio.ensure_future(result)
             except Exception:
                 log.exception("on_new_leader failed")
+
+
+async def run_until_stopped(client: Client, config: LeaderElectionConfig | None,
+                            lead: Callable[[], Awaitable[Any]], stop: asyncio.Event) -> bool:
+    """A component's main loop: run `lead` (under leader election when config is given) until
+    `stop` is set. Returns True if leadership was lost (the component should exit non-zero, as
+    upstream's do), False on a requested stop."""
+    if config is not None:
+        elector = LeaderElector(client, config, on_started_leading=lead)
+        work = asyncio.ensure_future(elector.run())
+    else:
+        elector = None
+        work = asyncio.ensure_future(lead())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            work.result()
+            return not stop.is_set()
+        if elector is not None:
+            elector.stop()
+            try:
+                async with asyncio.timeout(10):
+                    await asyncio.shield(work)
+            except TimeoutError:
+                work.cancel()
+        else:
+            work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        return False
+    finally:
+        stopping.cancel()

@@ -1,0 +1,288 @@
+"""The scheduling framework: statuses, per-cycle state, node infos, plugins and the profile that
+runs them at upstream's extension points (PreFilter, Filter, PostFilter, PreScore, Score,
+NormalizeScore, Reserve, Permit, PreBind, Bind).
+
+A plugin is an object with a `name` and any of the extension point methods below; a profile lists
+which plugins run at which point (with score weights). Filter and score methods are synchronous
+(they run for every node); Bind is a coroutine (it talks to the API).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Protocol
+
+from . import resources as R
+
+Obj = dict[str, Any]
+
+MAX_NODE_SCORE = 100
+
+
+class Code(enum.IntEnum):
+    SUCCESS = 0
+    ERROR = 1
+    UNSCHEDULABLE = 2
+    UNSCHEDULABLE_AND_UNRESOLVABLE = 3    # preemption cannot help on this node
+    WAIT = 4
+    SKIP = 5
+
+
+@dataclass
+class Status:
+    code: Code = Code.SUCCESS
+    reasons: list[str] = field(default_factory=list)
+    plugin: str = ""
+
+    @classmethod
+    def unschedulable(cls, *reasons: str, unresolvable: bool = False) -> "Status":
+        return cls(Code.UNSCHEDULABLE_AND_UNRESOLVABLE if unresolvable else Code.UNSCHEDULABLE, list(reasons))
+
+    @classmethod
+    def error(cls, reason: str) -> "Status":
+        return cls(Code.ERROR, [reason])
+
+    @property
+    def ok(self) -> bool:
+        return self.code == Code.SUCCESS
+
+    @property
+    def rejected(self) -> bool:
+        return self.code in (Code.UNSCHEDULABLE, Code.UNSCHEDULABLE_AND_UNRESOLVABLE)
+
+    def message(self) -> str:
+        return ", ".join(self.reasons)
+
+
+SUCCESS = Status()
+
+
+class CycleState(dict):
+    """Data plugins keep for one scheduling cycle (PreFilter computes, Filter/Score read)."""
+
+
+def pod_key(pod: Obj) -> str:
+    m = pod["metadata"]
+    return f"{m.get('namespace', '')}/{m['name']}"
+
+
+def pod_uid(pod: Obj) -> str:
+    return pod["metadata"].get("uid") or pod_key(pod)
+
+
+class NodeInfo:
+    """A node and the pods on it (bound or assumed), with what they request."""
+
+    def __init__(self, node: Obj | None = None) -> None:
+        self.node: Obj | None = None
+        self.pods: dict[str, Obj] = {}
+        self.requested: dict[str, int] = {}            # sum of pod requests
+        self.non_zero_requested: dict[str, int] = {}   # with the scoring defaults for unset CPU/memory
+        self.used_ports: dict[tuple[str, int], set[str]] = {}     # (protocol, port) -> host IPs
+        self.allocatable: dict[str, int] = {}
+        self.images: dict[str, int] = {}               # image name -> size
+        self.generation = 0
+        if node is not None:
+            self.set_node(node)
+
+    @property
+    def name(self) -> str:
+        return self.node["metadata"]["name"] if self.node else ""
+
+    def set_node(self, node: Obj) -> None:
+        self.node = node
+        self.allocatable = R.node_allocatable(node)
+        self.images = {}
+        for img in (node.get("status") or {}).get("images") or []:
+            for n in img.get("names") or []:
+                self.images[n] = int(img.get("sizeBytes") or 0)
+        self.generation += 1
+
+    def add_pod(self, pod: Obj) -> None:
+        uid = pod_uid(pod)
+        if uid in self.pods:
+            self.remove_pod(self.pods[uid])
+        self.pods[uid] = pod
+        self._account(pod, 1)
+
+    def remove_pod(self, pod: Obj) -> bool:
+        old = self.pods.pop(pod_uid(pod), None)
+        if old is None:
+            return False
+        self._account(old, -1)
+        return True
+
+    def _account(self, pod: Obj, sign: int) -> None:
+        for k, v in R.pod_requests(pod).items():
+            self.requested[k] = self.requested.get(k, 0) + sign * v
+        for k, v in R.pod_requests(pod, non_zero=True).items():
+            if k in (R.CPU, R.MEMORY):
+                self.non_zero_requested[k] = self.non_zero_requested.get(k, 0) + sign * v
+        for ip, proto, port in R.pod_host_ports(pod):
+            ips = self.used_ports.setdefault((proto, port), set())
+            if sign > 0:
+                ips.add(ip)
+            else:
+                ips.discard(ip)
+                if not ips:
+                    del self.used_ports[(proto, port)]
+        self.generation += 1
+
+    def clone(self) -> "NodeInfo":
+        n = NodeInfo()
+        n.node, n.allocatable, n.images = self.node, self.allocatable, self.images
+        n.pods = dict(self.pods)
+        n.requested, n.non_zero_requested = dict(self.requested), dict(self.non_zero_requested)
+        n.used_ports = {k: set(v) for k, v in self.used_ports.items()}
+        n.generation = self.generation
+        return n
+
+
+class Plugin(Protocol):
+    name: str
+
+
+@dataclass
+class PreFilterResult:
+    """Node names a PreFilter plugin narrows the search to (None: all)."""
+    node_names: set[str] | None = None
+
+
+@dataclass
+class ProfilePlugins:
+    queue_sort: Plugin | None = None
+    pre_filter: list[Plugin] = field(default_factory=list)
+    filter: list[Plugin] = field(default_factory=list)
+    post_filter: list[Plugin] = field(default_factory=list)
+    pre_score: list[Plugin] = field(default_factory=list)
+    score: list[tuple[Plugin, int]] = field(default_factory=list)      # (plugin, weight)
+    reserve: list[Plugin] = field(default_factory=list)
+    permit: list[Plugin] = field(default_factory=list)
+    pre_bind: list[Plugin] = field(default_factory=list)
+    bind: list[Plugin] = field(default_factory=list)
+
+
+class Framework:
+    """One profile (schedulerName) and its plugins."""
+
+    def __init__(self, name: str, plugins: ProfilePlugins, percentage_of_nodes_to_score: int = 0) -> None:
+        self.name = name
+        self.plugins = plugins
+        self.percentage_of_nodes_to_score = percentage_of_nodes_to_score
+
+    def less(self, a: Any, b: Any) -> bool:
+        qs = self.plugins.queue_sort
+        return qs.less(a, b) if qs is not None else a.timestamp < b.timestamp
+
+    def run_pre_filter(self, state: CycleState, pod: Obj, nodes: list[NodeInfo]) -> tuple[Status, PreFilterResult]:
+        result = PreFilterResult()
+        for p in self.plugins.pre_filter:
+            st, r = p.pre_filter(state, pod, nodes)
+            if st.code == Code.SKIP:
+                state.setdefault("_skip_filter", set()).add(p.name)
+                continue
+            if not st.ok:
+                st.plugin = st.plugin or p.name
+                return st, result
+            if r is not None and r.node_names is not None:
+                result.node_names = r.node_names if result.node_names is None else result.node_names & r.node_names
+                if not result.node_names:
+                    return Status.unschedulable(f"node(s) didn't satisfy plugin(s) [{p.name}]", unresolvable=True), result
+        return SUCCESS, result
+
+    def run_filter(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status:
+        skip = state.get("_skip_filter", ())
+        for p in self.plugins.filter:
+            if p.name in skip:
+                continue
+            st = p.filter(state, pod, node)
+            if not st.ok:
+                st.plugin = st.plugin or p.name
+                return st
+        return SUCCESS
+
+    def run_pre_score(self, state: CycleState, pod: Obj, nodes: list[NodeInfo]) -> Status:
+        for p in self.plugins.pre_score:
+            st = p.pre_score(state, pod, nodes)
+            if st.code == Code.SKIP:
+                state.setdefault("_skip_score", set()).add(p.name)
+                continue
+            if not st.ok:
+                return st
+        return SUCCESS
+
+    def run_score(self, state: CycleState, pod: Obj, nodes: list[NodeInfo]) -> dict[str, int]:
+        """Each node's weighted total over the score plugins (each normalized to 0..100)."""
+        totals = {n.name: 0 for n in nodes}
+        skip = state.get("_skip_score", ())
+        for p, weight in self.plugins.score:
+            if p.name in skip:
+                continue
+            scores = {n.name: p.score(state, pod, n) for n in nodes}
+            normalize = getattr(p, "normalize_score", None)
+            if normalize is not None:
+                normalize(state, pod, scores)
+            for name, s in scores.items():
+                totals[name] += max(0, min(MAX_NODE_SCORE, s)) * weight
+        return totals
+
+    def run_reserve(self, state: CycleState, pod: Obj, node_name: str) -> Status:
+        for i, p in enumerate(self.plugins.reserve):
+            st = p.reserve(state, pod, node_name)
+            if not st.ok:
+                for q in reversed(self.plugins.reserve[:i + 1]):
+                    q.unreserve(state, pod, node_name)
+                return st
+        return SUCCESS
+
+    def run_unreserve(self, state: CycleState, pod: Obj, node_name: str) -> None:
+        for p in reversed(self.plugins.reserve):
+            p.unreserve(state, pod, node_name)
+
+    def run_permit(self, state: CycleState, pod: Obj, node_name: str) -> Status:
+        for p in self.plugins.permit:
+            st = p.permit(state, pod, node_name)
+            if not st.ok:
+                return st
+        return SUCCESS
+
+    async def run_bind(self, state: CycleState, pod: Obj, node_name: str) -> Status:
+        for p in self.plugins.pre_bind:
+            st = await p.pre_bind(state, pod, node_name)
+            if not st.ok:
+                return st
+        for p in self.plugins.bind:
+            st = await p.bind(state, pod, node_name)
+            if st.code == Code.SKIP:
+                continue
+            return st
+        return Status.error("no bind plugin bound the pod")
+
+
+def default_normalize(scores: dict[str, int], reverse: bool = False) -> None:
+    """Scale to 0..100 by the highest score (upstream's DefaultNormalizeScore); reverse flips."""
+    top = max(scores.values(), default=0)
+    if top == 0:
+        if reverse:
+            for k in scores:
+                scores[k] = MAX_NODE_SCORE
+        return
+    for k, v in scores.items():
+        s = MAX_NODE_SCORE * v // top
+        scores[k] = MAX_NODE_SCORE - s if reverse else s
+
+
+def fit_error_message(total_nodes: int, statuses: Iterable[Status], pre_filter_msg: str = "") -> str:
+    """Upstream's FitError text: "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had
+    untolerated taint {k: v}." (reasons counted over nodes and sorted)."""
+    if pre_filter_msg:
+        return f"0/{total_nodes} nodes are available: {pre_filter_msg}."
+    counts: dict[str, int] = {}
+    for st in statuses:
+        for r in st.reasons:
+            counts[r] = counts.get(r, 0) + 1
+    parts = sorted(f"{n} {r}" for r, n in counts.items())
+    return f"0/{total_nodes} nodes are available: {', '.join(parts)}."
+
+
+BindFunc = Callable[[Obj, str], Awaitable[None]]

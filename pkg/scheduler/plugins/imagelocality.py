@@ -1,0 +1,48 @@
+"""ImageLocality: prefer nodes that already have the pod's images, weighted by size and by how
+many nodes have each image (upstream's thresholds: 23 MB to 1000 MB per container)."""
+from __future__ import annotations
+
+from ..framework import MAX_NODE_SCORE, CycleState, NodeInfo, Status, SUCCESS
+
+NAME = "ImageLocality"
+MB = 1024 * 1024
+MIN_THRESHOLD = 23 * MB
+MAX_CONTAINER_THRESHOLD = 1000 * MB
+
+
+def normalized_image_name(name: str) -> str:
+    """docker.io/library/nginx -> nginx:latest style matching: a name without a tag gets :latest."""
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in last:
+        name += ":latest"
+    return name
+
+
+class ImageLocality:
+    name = NAME
+
+    def pre_score(self, state: CycleState, pod: dict, nodes: list[NodeInfo]) -> Status:
+        spread: dict[str, int] = {}
+        for n in nodes:
+            for img in n.images:
+                spread[img] = spread.get(img, 0) + 1
+        state[NAME] = (spread, len(nodes))
+        return SUCCESS
+
+    def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        spread, total = state.get(NAME, ({}, 1))
+        containers = list((pod.get("spec") or {}).get("initContainers") or []) + \
+            list((pod.get("spec") or {}).get("containers") or [])
+        s = 0
+        for c in containers:
+            img = c.get("image") or ""
+            for name in (img, normalized_image_name(img)):
+                if name in node.images:
+                    s += int(node.images[name] * spread.get(name, 1) / max(1, total))
+                    break
+        max_threshold = MAX_CONTAINER_THRESHOLD * max(1, len(containers))
+        if s < MIN_THRESHOLD:
+            s = MIN_THRESHOLD
+        elif s > max_threshold:
+            s = max_threshold
+        return MAX_NODE_SCORE * (s - MIN_THRESHOLD) // (max_threshold - MIN_THRESHOLD)

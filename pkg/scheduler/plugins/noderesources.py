@@ -1,0 +1,91 @@
+"""NodeResourcesFit (Filter: requests within allocatable, pod count; Score: LeastAllocated or
+MostAllocated) and NodeResourcesBalancedAllocation (Score: CPU and memory fractions close)."""
+from __future__ import annotations
+
+import math
+
+from .. import resources as R
+from ..framework import MAX_NODE_SCORE, SUCCESS, CycleState, NodeInfo, Status
+
+FIT = "NodeResourcesFit"
+BALANCED = "NodeResourcesBalancedAllocation"
+DEFAULT_RESOURCES = ((R.CPU, 1), (R.MEMORY, 1))
+
+
+def insufficient(pod_req: dict[str, int], node: NodeInfo) -> list[str]:
+    """Upstream's fitsRequest reasons, in its order: pods, cpu, memory, ephemeral-storage, then
+    scalar resources by name."""
+    out = []
+    alloc = node.allocatable
+    if len(node.pods) + 1 > alloc.get(R.PODS, 0):
+        out.append("Too many pods")
+    for name in (R.CPU, R.MEMORY, R.EPHEMERAL):
+        want = pod_req.get(name, 0)
+        if want and want > alloc.get(name, 0) - node.requested.get(name, 0):
+            out.append(f"Insufficient {name}")
+    for name in sorted(k for k in pod_req if k not in (R.CPU, R.MEMORY, R.EPHEMERAL, R.PODS)):
+        want = pod_req[name]
+        if want and want > alloc.get(name, 0) - node.requested.get(name, 0):
+            out.append(f"Insufficient {name}")
+    return out
+
+
+class NodeResourcesFit:
+    name = FIT
+
+    def __init__(self, strategy: str = "LeastAllocated", resources: tuple[tuple[str, int], ...] = DEFAULT_RESOURCES):
+        if strategy not in ("LeastAllocated", "MostAllocated"):
+            raise ValueError(f"scoringStrategy.type: unsupported value {strategy!r} "
+                             "(LeastAllocated, MostAllocated)")
+        self.strategy = strategy
+        self.resources = resources
+
+    def pre_filter(self, state: CycleState, pod: dict, nodes: list) -> tuple[Status, None]:
+        state[FIT] = R.pod_requests(pod)
+        return SUCCESS, None
+
+    def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
+        req = state.get(FIT)
+        if req is None:
+            req = R.pod_requests(pod)
+        reasons = insufficient(req, node)
+        return Status.unschedulable(*reasons) if reasons else SUCCESS
+
+    def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        want = R.pod_requests(pod, non_zero=True)
+        total = weights = 0
+        for name, weight in self.resources:
+            alloc = node.allocatable.get(name, 0)
+            used = (node.non_zero_requested if name in (R.CPU, R.MEMORY) else node.requested).get(name, 0)
+            used += want.get(name, 0)
+            if alloc == 0:
+                continue
+            if self.strategy == "LeastAllocated":
+                s = 0 if used > alloc else (alloc - used) * MAX_NODE_SCORE // alloc
+            else:
+                s = min(used, alloc) * MAX_NODE_SCORE // alloc
+            total += s * weight
+            weights += weight
+        return total // weights if weights else 0
+
+
+class NodeResourcesBalancedAllocation:
+    name = BALANCED
+
+    def __init__(self, resources: tuple[tuple[str, int], ...] = DEFAULT_RESOURCES) -> None:
+        self.resources = resources
+
+    def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        want = R.pod_requests(pod, non_zero=True)
+        fractions = []
+        for name, _ in self.resources:
+            alloc = node.allocatable.get(name, 0)
+            if alloc == 0:
+                continue
+            used = (node.non_zero_requested if name in (R.CPU, R.MEMORY) else node.requested).get(name, 0)
+            fractions.append(min(1.0, (used + want.get(name, 0)) / alloc))
+        if len(fractions) < 2:
+            return MAX_NODE_SCORE
+        mean = sum(fractions) / len(fractions)
+        std = math.sqrt(sum((f - mean) ** 2 for f in fractions) / len(fractions))
+        return int((1 - std) * MAX_NODE_SCORE)

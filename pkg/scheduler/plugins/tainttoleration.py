@@ -1,0 +1,51 @@
+"""TaintToleration: Filter on NoSchedule/NoExecute taints the pod does not tolerate; Score prefers
+nodes with fewer untolerated PreferNoSchedule taints."""
+from __future__ import annotations
+
+from ..framework import SUCCESS, CycleState, NodeInfo, Status, default_normalize
+
+NAME = "TaintToleration"
+
+
+def tolerates(tol: dict, taint: dict) -> bool:
+    """Upstream's Toleration.ToleratesTaint."""
+    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
+        return False
+    if tol.get("key") and tol.get("key") != taint.get("key"):
+        return False
+    op = tol.get("operator") or "Equal"
+    if op == "Exists":
+        return True
+    if op == "Equal":
+        return (tol.get("value") or "") == (taint.get("value") or "")
+    return False
+
+
+def untolerated(taints: list[dict], tolerations: list[dict], effects: tuple[str, ...]) -> dict | None:
+    for t in taints:
+        if t.get("effect") not in effects:
+            continue
+        if not any(tolerates(tol, t) for tol in tolerations):
+            return t
+    return None
+
+
+class TaintToleration:
+    name = NAME
+
+    def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
+        taints = (node.node.get("spec") or {}).get("taints") or []
+        t = untolerated(taints, (pod.get("spec") or {}).get("tolerations") or [], ("NoSchedule", "NoExecute"))
+        if t is None:
+            return SUCCESS
+        return Status.unschedulable(f"node(s) had untolerated taint {{{t.get('key', '')}: {t.get('value', '')}}}",
+                                    unresolvable=True)
+
+    def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
+        tols = [t for t in (pod.get("spec") or {}).get("tolerations") or []
+                if not t.get("effect") or t.get("effect") == "PreferNoSchedule"]
+        return sum(1 for t in (node.node.get("spec") or {}).get("taints") or []
+                   if t.get("effect") == "PreferNoSchedule" and not any(tolerates(x, t) for x in tols))
+
+    def normalize_score(self, state: CycleState, pod: dict, scores: dict[str, int]) -> None:
+        default_normalize(scores, reverse=True)
