@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-cidr-mask-size-ipv6", type=int, default=0, help="mask size of a node's IPv6 pod CIDR")
     p.add_argument("--service-cluster-ip-range", default="",
                    help="CIDR of the Services' cluster IPs (kept out of the node CIDRs)")
+    p.add_argument("--concurrent-replicaset-syncs", type=int, default=5,
+                   help="ReplicaSets synced at once")
     add_leader_election(p, "kube-controller-manager")
     p.add_argument("--bind-address", default="0.0.0.0", help="address of the HTTPS health and metrics server")
     p.add_argument("--secure-port", type=int, default=10257, help="its port (0: no server)")
@@ -60,7 +62,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
     v4 = a.node_cidr_mask_size_ipv4 or a.node_cidr_mask_size or 24
     v6 = a.node_cidr_mask_size_ipv6 or a.node_cidr_mask_size or 64
     opts = ControllerOptions(allocate_node_cidrs=a.allocate_node_cidrs, cluster_cidrs=cidrs,
-                             node_cidr_mask_size_ipv4=v4, node_cidr_mask_size_ipv6=v6, service_cidrs=svc)
+                             node_cidr_mask_size_ipv4=v4, node_cidr_mask_size_ipv6=v6, service_cidrs=svc,
+                             concurrent_replicaset_syncs=max(1, a.concurrent_replicaset_syncs))
     if a.allocate_node_cidrs:
         from kubelab.controller.nodeipam.cidrset import CIDRSet, CIDRSetError
         for c in cidrs:

@@ -27,6 +27,7 @@ class ControllerOptions:
     node_cidr_mask_size_ipv4: int = 24
     node_cidr_mask_size_ipv6: int = 64
     service_cidrs: list[str] = field(default_factory=list)
+    concurrent_replicaset_syncs: int = 5
 
 
 @dataclass
@@ -67,8 +68,15 @@ async def _start_nodeipam(ctx: ControllerContext) -> Awaitable[Any] | None:
     return ctrl.run()
 
 
+async def _start_replicaset(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.replicaset.controller import NAME, ReplicaSetController
+    ctrl = ReplicaSetController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_replicaset_syncs)
+
+
 CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("node-ipam-controller", ("nodeipam",), _start_nodeipam),
+    ControllerSpec("replicaset-controller", ("replicaset",), _start_replicaset),
 ]
 
 

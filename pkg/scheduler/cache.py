@@ -49,6 +49,9 @@ class Cache:
     def _place(self, pod: Obj, node_name: str) -> None:
         uid = pod_uid(pod)
         old = self.pod_node.get(uid)
+        if old == node_name and node_name in self.nodes and uid in self.nodes[node_name].pods:
+            self.nodes[node_name].replace_pod(pod)      # confirmed binding or a status update
+            return
         if old is not None and old != node_name and old in self.nodes:
             self.nodes[old].remove_pod(pod)
         info = self.nodes.get(node_name)

@@ -76,6 +76,7 @@ class NodeInfo:
     def __init__(self, node: Obj | None = None) -> None:
         self.node: Obj | None = None
         self.pods: dict[str, Obj] = {}
+        self._acct: dict[str, tuple[dict[str, int], dict[str, int], list]] = {}   # uid -> what it added
         self.requested: dict[str, int] = {}            # sum of pod requests
         self.non_zero_requested: dict[str, int] = {}   # with the scoring defaults for unset CPU/memory
         self.used_ports: dict[tuple[str, int], set[str]] = {}     # (protocol, port) -> host IPs
@@ -103,22 +104,29 @@ class NodeInfo:
         if uid in self.pods:
             self.remove_pod(self.pods[uid])
         self.pods[uid] = pod
-        self._account(pod, 1)
+        acct = (R.pod_requests(pod), R.pod_requests(pod, non_zero=True), R.pod_host_ports(pod))
+        self._acct[uid] = acct
+        self._account(acct, 1)
+
+    def replace_pod(self, pod: Obj) -> None:
+        """A newer copy of a pod already counted here (its requests cannot have changed)."""
+        self.pods[pod_uid(pod)] = pod
 
     def remove_pod(self, pod: Obj) -> bool:
-        old = self.pods.pop(pod_uid(pod), None)
-        if old is None:
+        uid = pod_uid(pod)
+        if self.pods.pop(uid, None) is None:
             return False
-        self._account(old, -1)
+        self._account(self._acct.pop(uid), -1)
         return True
 
-    def _account(self, pod: Obj, sign: int) -> None:
-        for k, v in R.pod_requests(pod).items():
+    def _account(self, acct: tuple[dict[str, int], dict[str, int], list], sign: int) -> None:
+        req, nz, ports = acct
+        for k, v in req.items():
             self.requested[k] = self.requested.get(k, 0) + sign * v
-        for k, v in R.pod_requests(pod, non_zero=True).items():
+        for k, v in nz.items():
             if k in (R.CPU, R.MEMORY):
                 self.non_zero_requested[k] = self.non_zero_requested.get(k, 0) + sign * v
-        for ip, proto, port in R.pod_host_ports(pod):
+        for ip, proto, port in ports:
             ips = self.used_ports.setdefault((proto, port), set())
             if sign > 0:
                 ips.add(ip)
@@ -131,7 +139,7 @@ class NodeInfo:
     def clone(self) -> "NodeInfo":
         n = NodeInfo()
         n.node, n.allocatable, n.images = self.node, self.allocatable, self.images
-        n.pods = dict(self.pods)
+        n.pods, n._acct = dict(self.pods), dict(self._acct)
         n.requested, n.non_zero_requested = dict(self.requested), dict(self.non_zero_requested)
         n.used_ports = {k: set(v) for k, v in self.used_ports.items()}
         n.generation = self.generation

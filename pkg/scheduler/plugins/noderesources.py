@@ -30,6 +30,15 @@ def insufficient(pod_req: dict[str, int], node: NodeInfo) -> list[str]:
     return out
 
 
+def _cycle_requests(state: CycleState, pod: dict, non_zero: bool) -> dict[str, int]:
+    """The pod's requests, computed once per scheduling cycle (scores run for every node)."""
+    key = "noderesources/nonzero" if non_zero else FIT
+    r = state.get(key)
+    if r is None:
+        r = state[key] = R.pod_requests(pod, non_zero=non_zero)
+    return r
+
+
 class NodeResourcesFit:
     name = FIT
 
@@ -45,14 +54,11 @@ class NodeResourcesFit:
         return SUCCESS, None
 
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
-        req = state.get(FIT)
-        if req is None:
-            req = R.pod_requests(pod)
-        reasons = insufficient(req, node)
+        reasons = insufficient(_cycle_requests(state, pod, False), node)
         return Status.unschedulable(*reasons) if reasons else SUCCESS
 
     def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
-        want = R.pod_requests(pod, non_zero=True)
+        want = _cycle_requests(state, pod, True)
         total = weights = 0
         for name, weight in self.resources:
             alloc = node.allocatable.get(name, 0)
@@ -76,7 +82,7 @@ class NodeResourcesBalancedAllocation:
         self.resources = resources
 
     def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
-        want = R.pod_requests(pod, non_zero=True)
+        want = _cycle_requests(state, pod, True)
         fractions = []
         for name, _ in self.resources:
             alloc = node.allocatable.get(name, 0)
