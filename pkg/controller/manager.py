@@ -74,9 +74,15 @@ async def _start_replicaset(ctx: ControllerContext) -> Awaitable[Any] | None:
     return ctrl.run(workers=ctx.options.concurrent_replicaset_syncs)
 
 
+async def _start_endpointslice(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.endpointslice.controller import EndpointSliceController
+    return EndpointSliceController(ctx.client, ctx.factory).run()
+
+
 CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("node-ipam-controller", ("nodeipam",), _start_nodeipam),
     ControllerSpec("replicaset-controller", ("replicaset",), _start_replicaset),
+    ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
 ]
 
 

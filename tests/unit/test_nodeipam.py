@@ -65,9 +65,10 @@ def test_subnet_numbering_is_exact():
 
 
 def test_controllers_selection_as_upstream():
-    assert [c.name for c in select(["*"])] == ["node-ipam-controller", "replicaset-controller"]
-    assert [c.name for c in select(["*", "-nodeipam"])] == ["replicaset-controller"]
-    assert [c.name for c in select(["-node-ipam-controller", "*", "-replicaset"])] == []
+    assert [c.name for c in select(["*"])] == ["node-ipam-controller", "replicaset-controller",
+                                               "endpointslice-controller"]
+    assert [c.name for c in select(["*", "-nodeipam"])] == ["replicaset-controller", "endpointslice-controller"]
+    assert [c.name for c in select(["-node-ipam-controller", "*", "-replicaset", "-endpointslice"])] == []
     assert [c.name for c in select(["nodeipam"])] == ["node-ipam-controller"]
     with pytest.raises(SelectionError, match='"bogus" is not in the list of known controllers'):
         select(["*", "-bogus"])
