@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-cidr-mask-size-ipv6", type=int, default=0, help="mask size of a node's IPv6 pod CIDR")
     p.add_argument("--service-cluster-ip-range", default="",
                    help="CIDR of the Services' cluster IPs (kept out of the node CIDRs)")
+    p.add_argument("--root-ca-file", default="", help="the cluster CA, published as kube-root-ca.crt in every namespace")
     p.add_argument("--concurrent-replicaset-syncs", type=int, default=5,
                    help="ReplicaSets synced at once")
     add_leader_election(p, "kube-controller-manager")
@@ -36,6 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cert-dir", default="", help="where its self-signed certificate goes (default: a temp dir)")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity")
     return p
+
+
+def _read_ca(p: argparse.ArgumentParser, path: str) -> str:
+    if not path:
+        return ""
+    try:
+        text = open(path).read()
+    except OSError as e:
+        p.error(f"--root-ca-file: cannot read {path}: {e.strerror}")
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        p.error(f"--root-ca-file: {path} holds no PEM certificate")
+    return text
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
@@ -63,7 +76,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
     v6 = a.node_cidr_mask_size_ipv6 or a.node_cidr_mask_size or 64
     opts = ControllerOptions(allocate_node_cidrs=a.allocate_node_cidrs, cluster_cidrs=cidrs,
                              node_cidr_mask_size_ipv4=v4, node_cidr_mask_size_ipv6=v6, service_cidrs=svc,
-                             concurrent_replicaset_syncs=max(1, a.concurrent_replicaset_syncs))
+                             concurrent_replicaset_syncs=max(1, a.concurrent_replicaset_syncs),
+                             root_ca_pem=_read_ca(p, a.root_ca_file))
     if a.allocate_node_cidrs:
         from kubelab.controller.nodeipam.cidrset import CIDRSet, CIDRSetError
         for c in cidrs:

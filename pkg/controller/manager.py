@@ -28,6 +28,7 @@ class ControllerOptions:
     node_cidr_mask_size_ipv6: int = 64
     service_cidrs: list[str] = field(default_factory=list)
     concurrent_replicaset_syncs: int = 5
+    root_ca_pem: str = ""
 
 
 @dataclass
@@ -79,10 +80,25 @@ async def _start_endpointslice(ctx: ControllerContext) -> Awaitable[Any] | None:
     return EndpointSliceController(ctx.client, ctx.factory).run()
 
 
+async def _start_serviceaccount(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.serviceaccount.controller import ServiceAccountController
+    return ServiceAccountController(ctx.client, ctx.factory).run()
+
+
+async def _start_root_ca(ctx: ControllerContext) -> Awaitable[Any] | None:
+    if not ctx.options.root_ca_pem:
+        log.info("root-ca-certificate-publisher-controller is not started: no --root-ca-file")
+        return None
+    from kubelab.controller.serviceaccount.controller import RootCAPublisher
+    return RootCAPublisher(ctx.client, ctx.factory, ctx.options.root_ca_pem).run()
+
+
 CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("node-ipam-controller", ("nodeipam",), _start_nodeipam),
     ControllerSpec("replicaset-controller", ("replicaset",), _start_replicaset),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
+    ControllerSpec("serviceaccount-controller", ("serviceaccount",), _start_serviceaccount),
+    ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",), _start_root_ca),
 ]
 
 

@@ -1,0 +1,1 @@
+"""The ServiceAccount and root CA publisher controllers."""
