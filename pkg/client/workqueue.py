@@ -20,10 +20,11 @@ event loop's thread; there are no awaits inside them, so they are atomic for asy
 from __future__ import annotations
 
 import asyncio
+import logging
 import collections
 import math
 import time
-from typing import Callable, Hashable, Protocol
+from typing import Awaitable, Callable, Hashable, Protocol
 
 
 class ShutDown(Exception):
@@ -302,3 +303,40 @@ class WorkQueue:
     def num_requeues(self, item: Hashable) -> int:
         """How many times the item has been rate-limited since it was last forgotten."""
         return self.rate_limiter.num_requeues(item)
+
+
+async def run_workers(queue: WorkQueue, sync: Callable[[Hashable], Awaitable[float | None]], workers: int,
+                      logger: logging.Logger | None = None) -> None:
+    """A controller's worker loop (client-go's processNextWorkItem), `workers` at once, until the
+    queue shuts down or this is cancelled (then the queue is shut down). Each item is passed to
+    `sync`: success forgets its failures and, when sync returns seconds, looks at it again after
+    them; an exception is logged on one line and the item retried with the rate limiter."""
+    lg = logger or logging.getLogger(__name__)
+
+    async def worker() -> None:
+        while True:
+            try:
+                item = await queue.get()
+            except ShutDown:
+                return
+            try:
+                again = await sync(item)
+                queue.forget(item)
+                if again:
+                    queue.add_after(item, again)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                lg.warning("%s: syncing %s failed (will retry): %s", queue.name or "workqueue", item, e)
+                queue.add_rate_limited(item)
+            finally:
+                queue.done(item)
+
+    tasks = [asyncio.create_task(worker()) for _ in range(max(1, workers))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        queue.shutdown()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -17,7 +17,7 @@ from typing import Any
 from kubelab.api.selectors import SelectorError, selector_from_set
 from kubelab.client.informer import NAMESPACE_INDEX, DeletedFinalStateUnknown, SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_not_found
-from kubelab.client.workqueue import ShutDown, WorkQueue
+from kubelab.client.workqueue import WorkQueue, run_workers
 
 from .desired import (MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL, ZONE_LABEL, chunks, desired_groups,
                       port_key, slice_ports)
@@ -156,23 +156,6 @@ class EndpointSliceController:
 
     # -- running -------------------------------------------------------------------------------
 
-    async def _worker(self) -> None:
-        while True:
-            try:
-                key = await self.queue.get()
-            except ShutDown:
-                return
-            try:
-                await self.sync(key)
-                self.queue.forget(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:   # conflicts included: the next pass reads the cache again
-                log.info("syncing endpoint slices of %s failed (will retry): %s", key, e)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
-
     async def run(self, workers: int = 5) -> None:
         self.services.add_event_handler(self._on_service, self._on_service, self._on_service)
         self.pods.add_event_handler(self._on_pod, self._on_pod, self._on_pod)
@@ -180,11 +163,4 @@ class EndpointSliceController:
         for inf in (self.services, self.pods, self.nodes, self.slices):
             if not await inf.wait_for_sync():
                 return
-        tasks = [asyncio.create_task(self._worker()) for _ in range(workers)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            self.queue.shutdown()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_workers(self.queue, self.sync, workers, log)

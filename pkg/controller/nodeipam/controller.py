@@ -15,7 +15,6 @@ When the range is exhausted the Node gets a "CIDRNotAvailable" event, as upstrea
 """
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from kubelab.client.events import EventRecorder
 from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_not_found
-from kubelab.client.workqueue import ShutDown, WorkQueue
+from kubelab.client.workqueue import WorkQueue, run_workers
 
 from .cidrset import CIDRRangeNoCIDRsRemaining, CIDRSet, CIDRSetError
 
@@ -160,23 +159,6 @@ class NodeIPAMController:
             raise
         log.info("assigned pod CIDRs node=%s cidrs=%s", name, ",".join(cidrs))
 
-    async def _worker(self) -> None:
-        while True:
-            try:
-                name = await self.queue.get()
-            except ShutDown:
-                return
-            try:
-                await self._sync(name)
-                self.queue.forget(name)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("pod CIDR for node %s not assigned (will retry): %s", name, e)
-                self.queue.add_rate_limited(name)
-            finally:
-                self.queue.done(name)
-
     async def run(self, workers: int = 1) -> None:
         """Run until cancelled: wait for the Node cache, take stock, then assign."""
         self.nodes.add_event_handler(self._on_add, self._on_update, self._on_delete)
@@ -190,11 +172,4 @@ class NodeIPAMController:
         for node in self.nodes.list():
             if not node_cidrs(node):
                 self.queue.add(node["metadata"]["name"])
-        tasks = [asyncio.create_task(self._worker()) for _ in range(workers)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            self.queue.shutdown()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_workers(self.queue, self._sync, workers, log)

@@ -21,7 +21,7 @@ from kubelab.api.selectors import SelectorError, label_selector_from_api
 from kubelab.client.events import EventRecorder
 from kubelab.client.informer import NAMESPACE_INDEX, DeletedFinalStateUnknown, SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
-from kubelab.client.workqueue import ShutDown, WorkQueue
+from kubelab.client.workqueue import WorkQueue, run_workers
 
 from .pods import (controller_ref, deletion_order, is_active, is_available, owner_ref, pod_from_template,
                    slow_start_batches)
@@ -269,36 +269,10 @@ class ReplicaSetController:
 
     # -- running ----------------------------------------------------------------------------------
 
-    async def _worker(self) -> None:
-        while True:
-            try:
-                key = await self.queue.get()
-            except ShutDown:
-                return
-            try:
-                again = await self.sync(key)
-                self.queue.forget(key)
-                if again:
-                    self.queue.add_after(key, again)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.warning("syncing replicaset %s failed (will retry): %s", key, e)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
-
     async def run(self, workers: int = 5) -> None:
         self.rs.add_event_handler(self._enqueue_rs, lambda o, n: self._enqueue_rs(n), self._on_rs_delete)
         self.pods.add_event_handler(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
         for inf in (self.rs, self.pods):
             if not await inf.wait_for_sync():
                 return
-        tasks = [asyncio.create_task(self._worker()) for _ in range(workers)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            self.queue.shutdown()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_workers(self.queue, self.sync, workers, log)

@@ -7,13 +7,12 @@
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_already_exists, is_not_found
-from kubelab.client.workqueue import ShutDown, WorkQueue
+from kubelab.client.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +52,9 @@ class _PerNamespace:
     async def sync(self, ns: str) -> None:
         raise NotImplementedError
 
-    async def _worker(self) -> None:
-        while True:
-            try:
-                ns = await self.queue.get()
-            except ShutDown:
-                return
-            try:
-                if self._active(ns):
-                    await self.sync(ns)
-                self.queue.forget(ns)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                log.info("%s: namespace %s not synced (will retry): %s", self.queue.name, ns, e)
-                self.queue.add_rate_limited(ns)
-            finally:
-                self.queue.done(ns)
+    async def _sync_active(self, ns: str) -> None:
+        if self._active(ns):
+            await self.sync(ns)
 
     async def run(self, workers: int = 2) -> None:
         self.namespaces.add_event_handler(self._enqueue, self._enqueue, None)
@@ -77,14 +62,7 @@ class _PerNamespace:
         for inf in (self.namespaces, self.objects):
             if not await inf.wait_for_sync():
                 return
-        tasks = [asyncio.create_task(self._worker()) for _ in range(workers)]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            self.queue.shutdown()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_workers(self.queue, self._sync_active, workers, log)
 
 
 class ServiceAccountController(_PerNamespace):
