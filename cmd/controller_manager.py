@@ -92,20 +92,6 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
     return a, opts, specs
 
 
-async def _serve(a: argparse.Namespace, ready) -> tuple[object, object]:
-    from prometheus_client import REGISTRY
-
-    from kubelab.client.healthz import health_app, metrics_app, self_signed_context, serve
-    ctx, tmp = self_signed_context(a.cert_dir, "kube-controller-manager")
-    app = metrics_app(REGISTRY, health_app(ready, not_ready_message="not leading or informers not synced"))
-    try:
-        return await serve(app, a.bind_address, a.secure_port, ctx), tmp
-    except BaseException:
-        if tmp is not None:
-            tmp.cleanup()
-        raise
-
-
 async def run(a: argparse.Namespace, opts, specs) -> int:
     from kubelab.client.informer import SharedInformerFactory
     from kubelab.client.leaderelection import run_until_stopped
@@ -114,7 +100,7 @@ async def run(a: argparse.Namespace, opts, specs) -> int:
 
     client = Client.from_kubeconfig(a.kubeconfig or None, component="kube-controller-manager")
     leading = asyncio.Event()
-    runner = tmp = None
+    srv = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -128,13 +114,14 @@ async def run(a: argparse.Namespace, opts, specs) -> int:
 
     try:
         if a.secure_port:
-            runner, tmp = await _serve(a, lambda: leading.is_set())
+            from kubelab.client.healthz import SecureServer
+            srv = SecureServer("kube-controller-manager", a.bind_address, a.secure_port, a.cert_dir, leading.is_set,
+                               "not leading or informers not synced")
+            await srv.start()
         lost = await run_until_stopped(client, leader_election_config(a), lead, stop)
     finally:
-        if runner is not None:
-            await runner.cleanup()
-        if tmp is not None:
-            tmp.cleanup()
+        if srv is not None:
+            await srv.stop()
         await client.close()
     if lost:
         log.error("leaderelection lost")

@@ -26,10 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run(a: argparse.Namespace, cfg) -> int:
-    from prometheus_client import REGISTRY
-
     from kubelab.client.events import EventRecorder
-    from kubelab.client.healthz import health_app, metrics_app, self_signed_context, serve
+    from kubelab.client.healthz import SecureServer
     from kubelab.client.informer import SharedInformerFactory
     from kubelab.client.leaderelection import run_until_stopped
     from kubelab.client.rest import Client
@@ -42,7 +40,7 @@ async def run(a: argparse.Namespace, cfg) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = tmp = None
+    srv = None
     profiles = build_profiles(cfg, client)
 
     async def lead() -> None:
@@ -60,15 +58,12 @@ async def run(a: argparse.Namespace, cfg) -> int:
 
     try:
         if a.secure_port:
-            ctx, tmp = self_signed_context(a.cert_dir, "kube-scheduler")
-            app = metrics_app(REGISTRY, health_app(leading.is_set, not_ready_message="not leading"))
-            runner = await serve(app, a.bind_address, a.secure_port, ctx)
+            srv = SecureServer("kube-scheduler", a.bind_address, a.secure_port, a.cert_dir, leading.is_set)
+            await srv.start()
         lost = await run_until_stopped(client, leader_election_config(a), lead, stop)
     finally:
-        if runner is not None:
-            await runner.cleanup()
-        if tmp is not None:
-            tmp.cleanup()
+        if srv is not None:
+            await srv.stop()
         await client.close()
     if lost:
         log.error("leaderelection lost")

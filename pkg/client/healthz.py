@@ -73,3 +73,37 @@ def self_signed_context(cert_dir: str | None, name: str) -> tuple[ssl.SSLContext
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(crt), str(key))
     return ctx, tmp
+
+
+class SecureServer:
+    """A component's HTTPS /healthz, /livez, /readyz and /metrics (the default Prometheus registry)
+    with a self-signed certificate, as kube-scheduler and kube-controller-manager serve them.
+
+        srv = SecureServer("kube-scheduler", host, port, cert_dir, ready=leading.is_set)
+        await srv.start()  ...  await srv.stop()
+    """
+
+    def __init__(self, name: str, host: str, port: int, cert_dir: str | None, ready: Callable[[], bool],
+                 not_ready_message: str = "not leading") -> None:
+        self.name, self.host, self.port, self.cert_dir = name, host, port, cert_dir
+        self.ready, self.not_ready_message = ready, not_ready_message
+        self._runner: web.AppRunner | None = None
+        self._tmp: Any = None
+
+    async def start(self) -> None:
+        from prometheus_client import REGISTRY
+        ctx, self._tmp = self_signed_context(self.cert_dir, self.name)
+        app = metrics_app(REGISTRY, health_app(self.ready, not_ready_message=self.not_ready_message))
+        try:
+            self._runner = await serve(app, self.host, self.port, ctx)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
