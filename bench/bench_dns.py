@@ -25,7 +25,6 @@ import datetime as dt
 import os
 import re
 import resource
-import signal
 import statistics
 import sys
 import time
@@ -306,10 +305,6 @@ def summarise(runs: dict[str, list[dict]], cpu: dict[str, float], measured: floa
     }
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run_once(quiet_wait: float | None) -> dict:
     quiet = harness.wait_quiet(quiet_wait)
     load_before = os.getloadavg()
@@ -324,20 +319,8 @@ def run_once(quiet_wait: float | None) -> dict:
 
 
 def main() -> int:
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        harness.best_of_attempts(NAME, lambda quiet: run_once(quiet_wait=quiet))
-    except KeyboardInterrupt:
-        print(f"bench {NAME}: interrupted; everything it started is stopped", file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)  # exit as killed by SIGINT (130), so make stops too
-        return 130
-    except (BenchError, proc.CommandError, RuntimeError, OSError) as e:
-        print(f"bench {NAME}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-    return 0
+    return harness.main_loop(NAME, lambda quiet: run_once(quiet_wait=quiet),
+                             (BenchError, proc.CommandError, RuntimeError, OSError))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -45,10 +44,6 @@ IMAGE_CACHE = Path(os.environ.get("KUBELAB_IMAGE_CACHE", "/var/cache/kubelab/ima
 
 class BenchError(Exception):
     pass
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _others_cpu(exclude: set[int]) -> float:
@@ -165,23 +160,8 @@ def run_once(quiet_wait: float | None) -> dict:
 
 
 def main() -> int:
-    if os.geteuid() != 0:
-        print(f"bench {NAME}: needs root (network namespaces, iptables, containers)", file=sys.stderr)
-        return 1
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        harness.best_of_attempts(NAME, lambda quiet: run_once(quiet_wait=quiet))
-    except KeyboardInterrupt:
-        print(f"bench {NAME}: interrupted; everything it started is stopped", file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-        return 130
-    except (BenchError, RuntimeError, OSError, subprocess.SubprocessError) as e:
-        print(f"bench {NAME}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-    return 0
+    return harness.main_loop(NAME, lambda quiet: run_once(quiet_wait=quiet),
+                             (BenchError, RuntimeError, OSError, subprocess.SubprocessError), needs_root="network namespaces, iptables, containers")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ import asyncio
 import datetime as dt
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -379,10 +378,6 @@ async def endpoint_changes(client, p: Proxier, size: int, backend: str, ns: str)
             f"API write to rules in place @{size}": summarize(e2e), f"_lines@{size}": p.last_stats.lines}
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run_once(quiet_wait: float | None) -> dict:
     quiet = harness.wait_quiet(quiet_wait)
     load_before = os.getloadavg()
@@ -397,23 +392,8 @@ def run_once(quiet_wait: float | None) -> dict:
 
 
 def main() -> int:
-    if os.geteuid() != 0:
-        print(f"bench {NAME}: needs root (network namespaces and iptables)", file=sys.stderr)
-        return 1
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        harness.best_of_attempts(NAME, lambda quiet: run_once(quiet_wait=quiet))
-    except KeyboardInterrupt:
-        print(f"bench {NAME}: interrupted; everything it started is stopped", file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-        return 130
-    except (BenchError, proc.CommandError, RuntimeError, OSError, asyncio.TimeoutError) as e:
-        print(f"bench {NAME}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-    return 0
+    return harness.main_loop(NAME, lambda quiet: run_once(quiet_wait=quiet),
+                             (BenchError, proc.CommandError, RuntimeError, OSError, asyncio.TimeoutError), needs_root="network namespaces and iptables")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -41,10 +40,6 @@ BIN = Path(sys.executable).parent
 
 class BenchError(Exception):
     pass
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pod(i: int) -> dict:
@@ -184,20 +179,8 @@ def run_once(quiet_wait: float | None) -> dict:
 
 
 def main() -> int:
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        harness.best_of_attempts(NAME, lambda quiet: run_once(quiet_wait=quiet))
-    except KeyboardInterrupt:
-        print(f"bench {NAME}: interrupted; everything it started is stopped", file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
-        return 130
-    except (BenchError, RuntimeError, OSError, subprocess.SubprocessError) as e:
-        print(f"bench {NAME}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-    return 0
+    return harness.main_loop(NAME, lambda quiet: run_once(quiet_wait=quiet),
+                             (BenchError, RuntimeError, OSError, subprocess.SubprocessError))
 
 
 if __name__ == "__main__":

@@ -476,3 +476,27 @@ def print_figure(f: dict) -> None:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main_loop(name: str, run_once: Callable[[float | None], dict], errors: tuple[type[BaseException], ...],
+              needs_root: str = "") -> int:
+    """A benchmark script's main(): best_of_attempts(name, run_once) with SIGTERM as Ctrl-C (so
+    what it started is stopped), one line on stderr for `errors`, the exit code for make (130 when
+    interrupted). needs_root: why it needs root, if it does."""
+    if needs_root and os.geteuid() != 0:
+        print(f"bench {name}: needs root ({needs_root})", file=sys.stderr)
+        return 1
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        best_of_attempts(name, run_once)
+    except KeyboardInterrupt:
+        print(f"bench {name}: interrupted; everything it started is stopped", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)  # exit as killed by SIGINT (130), so make stops too
+        return 130
+    except errors as e:
+        print(f"bench {name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    return 0
