@@ -85,7 +85,7 @@ class HollowNodes:
         self.client = client
         self.cfg = cfg
         self.names = [f"{cfg.prefix}-{i:05d}" for i in range(cfg.count)]
-        self._ours = set(self.names)
+        self._index = {n: i for i, n in enumerate(self.names)}     # name -> node number
         self._ips: dict[str, int] = {}
         self._handled: set[tuple[str, str]] = set()    # (run|del, pod uid) under way
         self._tasks: set[asyncio.Task] = set()
@@ -144,13 +144,13 @@ class HollowNodes:
     def _pod_ip(self, node: str) -> str:
         n = self._ips.get(node, 0) + 1
         self._ips[node] = n
-        idx = self.names.index(node) if node in self._ours else 0
+        idx = self._index.get(node, 0)
         return str(ipaddress.ip_address("100.96.0.0") + idx * 256 + (n % 250) + 2)
 
     def _on_pod(self, *args: Obj) -> None:
         pod = args[-1]
         node = (pod.get("spec") or {}).get("nodeName")
-        if node not in self._ours:
+        if node not in self._index:
             return
         uid = pod["metadata"].get("uid", "")
         if pod["metadata"].get("deletionTimestamp"):
@@ -191,7 +191,7 @@ class HollowNodes:
         now = _now()
         spec = pod.get("spec") or {}
         ip = self._pod_ip(node)
-        host_ip = str(ipaddress.ip_address("100.64.0.0") + self.names.index(node) + 1)
+        host_ip = str(ipaddress.ip_address("100.64.0.0") + self._index[node] + 1)
         containers = [{"name": c["name"], "image": c.get("image", ""), "imageID": f"hollow://{c.get('image', '')}",
                        "containerID": f"hollow://{pod['metadata'].get('uid', '')}-{c['name']}", "ready": True,
                        "started": True, "restartCount": 0, "state": {"running": {"startedAt": now}}}
