@@ -1,10 +1,10 @@
 """Object metadata bookkeeping shared by the write paths: names, uids, timestamps, generation."""
 from __future__ import annotations
 
-import datetime
 import random
 import uuid
 from typing import Callable
+from kubelab.api.timefmt import now_rfc3339, rfc3339_after  # noqa: F401  (re-exported)
 
 # upstream's generateName alphabet (no vowels, no confusable characters)
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -17,15 +17,6 @@ OBJECT_META_FIELDS = frozenset({
 
 # metadata a client may not set on create, and that updates keep from the stored object
 SYSTEM_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339_after(seconds: int) -> str:
-    t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def generate_name(base: str) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as dt
 import logging
 import random
 import time
@@ -30,6 +29,7 @@ from typing import Any, Callable
 
 from .rest import ApiError, Client, is_not_found
 from .workqueue import TokenBucket
+from kubelab.api.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,6 @@ def object_reference(obj: Obj, field_path: str | None = None) -> Obj:
     if field_path:
         ref["fieldPath"] = field_path
     return {k: v for k, v in ref.items() if v}
-
-
-def _rfc3339(t: float) -> str:
-    return dt.datetime.fromtimestamp(int(t), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _LRU(collections.OrderedDict):
@@ -148,7 +144,7 @@ class EventCorrelator:
         if len(local_keys) < self.max_events:
             return ev, key
         local_keys.pop()  # keep the set from growing beyond max
-        ts = _rfc3339(now)
+        ts = rfc3339(now)
         ref = ev.get("involvedObject") or {}
         combined = {
             "apiVersion": "v1", "kind": "Event",
@@ -230,7 +226,7 @@ class EventRecorder:
         """The Event object that event() would queue (name "<object name>.<unix nanos hex>")."""
         ref = object_reference(obj, field_path)
         now = self.clock()
-        ts = _rfc3339(now)
+        ts = rfc3339(now)
         meta: Obj = {"name": f"{ref.get('name', '')}.{int(now * 1e9):x}",
                      "namespace": ref.get("namespace") or "default"}
         if annotations:

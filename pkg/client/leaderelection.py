@@ -24,7 +24,6 @@ Defaults are upstream's: lease 15 s, renew deadline 10 s, retry period 2 s.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import inspect
 import logging
 import random
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from .rest import ApiError, Client, is_not_found
+from kubelab.api.timefmt import micro_time
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,6 @@ LEASE_API_VERSION = "coordination.k8s.io/v1"
 def default_identity() -> str:
     """hostname_<random uuid>, as kube-controller-manager and kube-scheduler use."""
     return f"{socket.gethostname()}_{uuid.uuid4()}"
-
-
-def micro_time(t: dt.datetime | None = None) -> str:
-    """A metav1.MicroTime string: RFC 3339 with microseconds, UTC."""
-    t = t or dt.datetime.now(dt.timezone.utc)
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass

@@ -28,6 +28,9 @@ class ControllerOptions:
     node_cidr_mask_size_ipv6: int = 64
     service_cidrs: list[str] = field(default_factory=list)
     concurrent_replicaset_syncs: int = 5
+    concurrent_gc_syncs: int = 20
+    concurrent_namespace_syncs: int = 10
+    concurrent_deployment_syncs: int = 5
     root_ca_pem: str = ""
 
 
@@ -93,9 +96,30 @@ async def _start_root_ca(ctx: ControllerContext) -> Awaitable[Any] | None:
     return RootCAPublisher(ctx.client, ctx.factory, ctx.options.root_ca_pem).run()
 
 
+async def _start_garbagecollector(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.garbagecollector.controller import GarbageCollector
+    gc = GarbageCollector(ctx.client, ctx.factory, workers=ctx.options.concurrent_gc_syncs)
+    await gc.sync_monitors()         # informers for every deletable resource, before the factory starts
+    return gc.run()
+
+
+async def _start_namespace(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.namespace.controller import NamespaceController
+    return NamespaceController(ctx.client, ctx.factory, workers=ctx.options.concurrent_namespace_syncs).run()
+
+
+async def _start_deployment(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.deployment.controller import NAME, DeploymentController
+    ctrl = DeploymentController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_deployment_syncs)
+
+
 CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("node-ipam-controller", ("nodeipam",), _start_nodeipam),
     ControllerSpec("replicaset-controller", ("replicaset",), _start_replicaset),
+    ControllerSpec("deployment-controller", ("deployment",), _start_deployment),
+    ControllerSpec("garbage-collector-controller", ("garbagecollector",), _start_garbagecollector),
+    ControllerSpec("namespace-controller", ("namespace",), _start_namespace),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
     ControllerSpec("serviceaccount-controller", ("serviceaccount",), _start_serviceaccount),
     ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",), _start_root_ca),

@@ -11,7 +11,6 @@ make a pod finish instead: `hollow.kubelab.dev/exit-after` (a Go duration) and
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ipaddress
 import logging
 import random
@@ -21,6 +20,7 @@ from typing import Any
 from kubelab.api.duration import parse_duration
 from kubelab.client.informer import SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
+from kubelab.api.timefmt import now_rfc3339, micro_time
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,11 @@ LEASE_NS = "kube-node-lease"
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now_rfc3339()
 
 
 def _micro() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return micro_time()
 
 
 @dataclass

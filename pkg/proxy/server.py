@@ -2,13 +2,13 @@
 same health paths, /proxyMode) on the metrics address, as upstream."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from typing import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from kubelab.api.timefmt import micro_time
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +23,6 @@ def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
         host, _, port = addr.partition(":")
         return host or "0.0.0.0", int(port) if port else default_port
     return addr or "0.0.0.0", default_port
-
-
-def _iso(t: float | None) -> str:
-    if t is None:
-        return ""
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class HealthServer:
@@ -46,7 +40,7 @@ class HealthServer:
     async def _health(self, request: web.Request) -> web.Response:
         import time
         ok = self.healthy()
-        body = {"lastUpdated": _iso(self.last_updated()), "currentTime": _iso(time.time())}
+        body = {"lastUpdated": micro_time(self.last_updated()) if self.last_updated() is not None else "", "currentTime": micro_time(time.time())}
         return web.Response(status=200 if ok else 503, text=json.dumps(body), content_type="application/json")
 
     async def _metrics(self, request: web.Request) -> web.Response:

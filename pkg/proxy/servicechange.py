@@ -15,9 +15,9 @@ import hashlib
 import ipaddress
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from typing import Any, Iterable, NamedTuple
+from kubelab.api.timefmt import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -306,13 +306,6 @@ class _SliceData:
     trigger_time: float | None = field(default=None, compare=False)
 
 
-def _parse_time(s: Any) -> float | None:
-    if not s:
-        return None
-    try:
-        return datetime.fromisoformat(str(s).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _slice_data(es: Obj) -> _SliceData | None:
@@ -336,7 +329,7 @@ def _slice_data(es: Obj) -> _SliceData | None:
         serving = cond.get("serving") is not False     # upstream: nil means serving
         terminating = cond.get("terminating") is True
         eps.append((ip, str(e.get("nodeName") or ""), ready, serving, terminating))
-    trig = _parse_time(((es.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_TIME_ANNOTATION))
+    trig = parse_time(((es.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_TIME_ANNOTATION))
     return _SliceData(tuple(ports), tuple(eps), trig)
 
 

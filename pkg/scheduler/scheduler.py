@@ -9,7 +9,6 @@ in the queue for a cluster event that may help it.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import random
 import time
@@ -23,6 +22,7 @@ from .cache import Cache, counts_on_node
 from .framework import Code, CycleState, Framework, NodeInfo, Status, fit_error_message, pod_key
 from .plugins import nodeaffinity, nodename, nodeports, noderesources, nodeunschedulable, tainttoleration
 from .queue import QueuedPod, SchedulingQueue
+from kubelab.api.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,6 @@ def num_feasible_nodes_to_find(num_all: int, percentage: int) -> int:
     if pct >= 100:
         return num_all
     return max(num_all * pct // 100, MIN_FEASIBLE_NODES_TO_FIND)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Scheduler:
@@ -265,7 +261,7 @@ class Scheduler:
                     and c.get("message") == message:
                 return
         cond = {"type": "PodScheduled", "status": "False", "reason": reason, "message": message,
-                "lastProbeTime": None, "lastTransitionTime": _now()}
+                "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
         m = pod["metadata"]
         try:
             await self.client.patch("v1", "pods", m.get("namespace"), m["name"], {"status": {"conditions": [cond]}},

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kubelab.controller.manager import SelectionError, select
+from kubelab.controller.manager import CONTROLLERS, SelectionError, select
 from kubelab.controller.nodeipam.cidrset import CIDRRangeNoCIDRsRemaining, CIDRSet, CIDRSetError
 from kubelab.kubelet.podnet import cni_conflist, desired_routes, write_if_changed
 
@@ -65,11 +65,17 @@ def test_subnet_numbering_is_exact():
 
 
 def test_controllers_selection_as_upstream():
-    every = ["node-ipam-controller", "replicaset-controller", "endpointslice-controller",
-             "serviceaccount-controller", "root-ca-certificate-publisher-controller"]
+    every = [c.name for c in CONTROLLERS if c.enabled_by_default]
+    for name in ("node-ipam-controller", "replicaset-controller", "deployment-controller",
+                 "garbage-collector-controller", "namespace-controller", "endpointslice-controller",
+                 "serviceaccount-controller", "root-ca-certificate-publisher-controller"):
+        assert name in every
     assert [c.name for c in select(["*"])] == every
-    assert [c.name for c in select(["*", "-nodeipam"])] == every[1:]
-    assert [c.name for c in select(["serviceaccount", "endpointslice"])] == every[2:4]
+    assert [c.name for c in select(["*", "-nodeipam"])] == [n for n in every if n != "node-ipam-controller"]
+    assert [c.name for c in select(["*", "-garbage-collector-controller", "-namespace"])] == \
+        [n for n in every if n not in ("garbage-collector-controller", "namespace-controller")]
+    assert {c.name for c in select(["serviceaccount", "endpointslice"])} == \
+        {"serviceaccount-controller", "endpointslice-controller"}
     assert [c.name for c in select(["nodeipam"])] == ["node-ipam-controller"]
     with pytest.raises(SelectionError, match='"bogus" is not in the list of known controllers'):
         select(["*", "-bogus"])

@@ -20,9 +20,10 @@ from typing import Any
 from kubelab.api.selectors import SelectorError, label_selector_from_api
 from kubelab.client.events import EventRecorder
 from kubelab.client.informer import NAMESPACE_INDEX, DeletedFinalStateUnknown, SharedInformerFactory
-from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
+from kubelab.client.rest import ApiError, Client, is_not_found
 from kubelab.client.workqueue import WorkQueue, run_workers
 
+from ..refmanager import claim
 from .pods import (controller_ref, deletion_order, is_active, is_available, owner_ref, pod_from_template,
                    slow_start_batches)
 
@@ -144,33 +145,9 @@ class ReplicaSetController:
     # -- sync -----------------------------------------------------------------------------------
 
     async def _claim(self, rs: Obj, selector: Any) -> list[Obj]:
-        uid = rs["metadata"]["uid"]
-        ours = []
-        for pod in self.pods.by_index(NAMESPACE_INDEX, rs["metadata"]["namespace"]):
-            ref = controller_ref(pod)
-            matches = selector.matches(pod["metadata"].get("labels") or {})
-            if ref is not None and ref.get("uid") == uid:
-                if matches:
-                    ours.append(pod)
-                elif not rs["metadata"].get("deletionTimestamp"):
-                    await self._patch_refs(pod, [r for r in pod["metadata"].get("ownerReferences") or []
-                                                 if r.get("uid") != uid])       # release
-            elif ref is None and matches and is_active(pod) and not rs["metadata"].get("deletionTimestamp"):
-                refs = list(pod["metadata"].get("ownerReferences") or []) + [owner_ref(rs)]
-                if await self._patch_refs(pod, refs, uid=pod["metadata"].get("uid")):   # adopt
-                    ours.append(pod)
-        return ours
-
-    async def _patch_refs(self, pod: Obj, refs: list[Obj], uid: str | None = None) -> bool:
-        m = pod["metadata"]
-        body: Obj = {"metadata": {"ownerReferences": refs, "uid": m.get("uid")}}
-        try:
-            await self.client.patch("v1", "pods", m["namespace"], m["name"], body, "merge")
-            return True
-        except ApiError as e:
-            if not (is_not_found(e) or is_conflict(e)):
-                log.warning("ownerReferences of pod %s/%s not changed: %s", m["namespace"], m["name"], e)
-            return False
+        return await claim(self.client, rs, owner_ref(rs), selector,
+                           self.pods.by_index(NAMESPACE_INDEX, rs["metadata"]["namespace"]),
+                           api_version="v1", resource="pods", adoptable=is_active)
 
     async def _create(self, rs: Obj, key: str, n: int) -> None:
         self.expectations.expect(key, n, 0)

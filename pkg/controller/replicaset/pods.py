@@ -2,25 +2,18 @@
 activity and readiness, upstream's deletion ranking and slow-start batch sizes."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
+
+from kubelab.api.timefmt import parse_time
+from kubelab.controller.refmanager import controller_ref, make_owner_ref  # noqa: F401  (controller_ref re-exported)
 
 Obj = dict[str, Any]
 
 PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
-def controller_ref(pod: Obj) -> Obj | None:
-    for r in pod["metadata"].get("ownerReferences") or []:
-        if r.get("controller"):
-            return r
-    return None
-
-
 def owner_ref(rs: Obj) -> Obj:
-    m = rs["metadata"]
-    return {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": m["name"], "uid": m["uid"], "controller": True,
-            "blockOwnerDeletion": True}
+    return make_owner_ref(rs, "apps/v1", "ReplicaSet")
 
 
 def pod_from_template(rs: Obj) -> Obj:
@@ -43,12 +36,7 @@ def is_active(pod: Obj) -> bool:
 
 
 def _parse(ts: str | None) -> float:
-    if not ts:
-        return 0.0
-    try:
-        return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
-    except ValueError:
-        return 0.0
+    return parse_time(ts) or 0.0
 
 
 def ready_since(pod: Obj) -> float | None:

@@ -94,7 +94,7 @@ def plan(desired: DesiredState, services: dict[tuple[str, str, int], VirtualServ
 def service_nla(vs: VirtualServer) -> Any:
     """pyroute2's IPVSService for a virtual server (AF, protocol, address, port, scheduler, flags,
     persistence timeout, /32 or /128 netmask)."""
-    from pyroute2 import IPVSService
+    from pyroute2.ipvs import IPVSService  # the submodule: works under cni.netlink.fast_import too
     ip = ipaddress.ip_address(vs.address)
     kw: dict[str, Any] = {"af": socket.AF_INET if ip.version == 4 else socket.AF_INET6, "addr": vs.address,
                           "port": vs.port, "protocol": PROTOCOLS[vs.protocol], "sched_name": vs.scheduler,
@@ -105,7 +105,7 @@ def service_nla(vs: VirtualServer) -> Any:
 
 
 def dest_nla(rs: RealServer) -> Any:
-    from pyroute2 import IPVSDest
+    from pyroute2.ipvs import IPVSDest
     ip = ipaddress.ip_address(rs.address)
     return IPVSDest(addr=rs.address, port=rs.port, weight=rs.weight, fwd_method=FWD_MASQ,
                     addr_family=socket.AF_INET if ip.version == 4 else socket.AF_INET6)
@@ -131,7 +131,7 @@ def message(op: Op) -> Any:
 
 
 def _vs_from(msg: Any) -> VirtualServer:
-    from pyroute2 import IPVSService
+    from pyroute2.ipvs import IPVSService  # the submodule: works under cni.netlink.fast_import too
     s = IPVSService.from_message(msg)
     flags = s.get("flags") or {}
     return VirtualServer(str(s.get("addr")), int(s.get("port") or 0), PROTOCOL_NAMES.get(s.get("protocol"), "TCP"),
@@ -145,7 +145,7 @@ class KernelIPVS:
 
     def __init__(self) -> None:
         try:
-            from pyroute2 import IPVS
+            from pyroute2.ipvs import IPVS
             self.sock = IPVS()
         except Exception as e:
             raise IPVSUnavailable(f"the kernel has no IPVS (generic netlink family IPVS not found: {e}); "
@@ -155,7 +155,7 @@ class KernelIPVS:
         self.sock.close()
 
     def dump(self) -> tuple[dict[tuple[str, str, int], VirtualServer], dict[tuple[str, str, int], dict]]:
-        from pyroute2 import IPVSDest
+        from pyroute2.ipvs import IPVSDest
         services, dests = {}, {}
         for m in self.sock.service("dump"):
             vs = _vs_from(m)
