@@ -19,7 +19,8 @@ sys.path.insert(0, str(BENCH_DIR))
 from harness import fmt  # noqa: E402  (one number formatter for the scripts and the report)
 
 TOP = BENCH_DIR.parent
-ORDER = ["pod_crud", "list_10k", "watch_latency", "pod_start", "dns", "proxy_sync", "pod_throughput", "scheduler"]
+ORDER = ["pod_crud", "list_10k", "watch_latency", "pod_start", "dns", "proxy_sync", "pod_throughput", "scheduler",
+         "deployment"]
 CONTROL_PLANE_CPU = ("apiserver", "etcd", "bench", "other")
 
 
