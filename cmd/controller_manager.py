@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent-replicaset-syncs", type=int, default=5,
                    help="ReplicaSets synced at once")
     p.add_argument("--concurrent-deployment-syncs", type=int, default=5, help="Deployments synced at once")
+    p.add_argument("--concurrent-endpoint-syncs", type=int, default=5, help="Services whose Endpoints are synced at once")
     p.add_argument("--concurrent-gc-syncs", type=int, default=20, help="garbage collector workers")
     p.add_argument("--concurrent-namespace-syncs", type=int, default=10, help="namespaces emptied at once")
     add_leader_election(p, "kube-controller-manager")
@@ -82,6 +83,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
                              concurrent_replicaset_syncs=max(1, a.concurrent_replicaset_syncs),
                              concurrent_deployment_syncs=max(1, a.concurrent_deployment_syncs),
                              concurrent_gc_syncs=max(1, a.concurrent_gc_syncs),
+                             concurrent_endpoint_syncs=max(1, a.concurrent_endpoint_syncs),
                              concurrent_namespace_syncs=max(1, a.concurrent_namespace_syncs),
                              root_ca_pem=_read_ca(p, a.root_ca_file))
     if a.allocate_node_cidrs:

@@ -29,6 +29,7 @@ class ControllerOptions:
     service_cidrs: list[str] = field(default_factory=list)
     concurrent_replicaset_syncs: int = 5
     concurrent_gc_syncs: int = 20
+    concurrent_endpoint_syncs: int = 5
     concurrent_namespace_syncs: int = 10
     concurrent_deployment_syncs: int = 5
     root_ca_pem: str = ""
@@ -83,6 +84,11 @@ async def _start_endpointslice(ctx: ControllerContext) -> Awaitable[Any] | None:
     return EndpointSliceController(ctx.client, ctx.factory).run()
 
 
+async def _start_endpoints(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.endpoints.controller import EndpointsController
+    return EndpointsController(ctx.client, ctx.factory).run(workers=ctx.options.concurrent_endpoint_syncs)
+
+
 async def _start_serviceaccount(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.serviceaccount.controller import ServiceAccountController
     return ServiceAccountController(ctx.client, ctx.factory).run()
@@ -120,6 +126,7 @@ CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("deployment-controller", ("deployment",), _start_deployment),
     ControllerSpec("garbage-collector-controller", ("garbagecollector",), _start_garbagecollector),
     ControllerSpec("namespace-controller", ("namespace",), _start_namespace),
+    ControllerSpec("endpoints-controller", ("endpoint",), _start_endpoints),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
     ControllerSpec("serviceaccount-controller", ("serviceaccount",), _start_serviceaccount),
     ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",), _start_root_ca),
