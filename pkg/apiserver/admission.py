@@ -124,17 +124,17 @@ class Admission:
 
     # --- eviction --------------------------------------------------------------------------
 
-    async def eviction_blocked(self, pod: dict) -> str | None:
+    def pdbs_for(self, pod: dict) -> list[dict]:
+        """The PodDisruptionBudgets whose selector matches the pod (an empty selector matches none)."""
         ns = pod["metadata"].get("namespace")
         labels = pod["metadata"].get("labels") or {}
         pdbs, _ = self.cacher.list("/registry/poddisruptionbudgets/", f"/registry/poddisruptionbudgets/{ns}/")
+        out = []
         for pdb in pdbs:
             try:
                 sel = label_selector_from_api((pdb.get("spec") or {}).get("selector"))
             except SelectorError:
                 continue
-            if sel.empty or not sel.matches(labels):
-                continue
-            if (pdb.get("status") or {}).get("disruptionsAllowed", 0) < 1:
-                return "Cannot evict pod as it would violate the pod's disruption budget."
-        return None
+            if not sel.empty and sel.matches(labels):
+                out.append(pdb)
+        return out

@@ -1031,15 +1031,48 @@ class ResourceHandler:
         return codec.json_response(status.success_status(), 201)
 
     async def evict(self, request: web.Request, r: Req) -> web.Response:
+        """pods/eviction as upstream's EvictionREST: a pod that has finished, is Pending or is already
+        being deleted goes without a budget check; otherwise its one PodDisruptionBudget must allow
+        a disruption, which is consumed (disruptionsAllowed - 1, the pod in disruptedPods) in the
+        same guaranteed update that checks it, so two evictions never spend one disruption."""
         body = await codec.read_body(request)
         opts = (body.get("deleteOptions") or {}) if isinstance(body, dict) else {}
         pod = await self._read(r)
-        blocked = await self.admission.eviction_blocked(pod)
-        if blocked:
-            raise status.StatusError(429, "TooManyRequests", blocked,
-                                     {"causes": [{"reason": "DisruptionBudget", "message": blocked}]})
+        phase = (pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed", "Pending") or pod["metadata"].get("deletionTimestamp"):
+            await self.delete(request, r, opts)
+            return codec.json_response(status.success_status(), 201)
+        pdbs = self.admission.pdbs_for(pod)
+        if len(pdbs) > 1:
+            raise status.StatusError(500, "InternalError", "This pod has more than one PodDisruptionBudget, which "
+                                                           "the eviction subresource does not support.")
+        if pdbs and not _dry_run(request.query):
+            await self._spend_disruption(pdbs[0], r.name)
         await self.delete(request, r, opts)
         return codec.json_response(status.success_status(), 201)
+
+    async def _spend_disruption(self, pdb: dict, pod_name: str) -> None:
+        msg = "Cannot evict pod as it would violate the pod's disruption budget."
+        name = pdb["metadata"]["name"]
+        pdb_kind = self.registry.resource("policy", "v1", "poddisruptionbudgets")
+
+        def fn(cur: dict) -> dict:
+            st = cur.get("status") or {}
+            if int(st.get("observedGeneration") or 0) < int(cur["metadata"].get("generation") or 0):
+                why = f"The disruption budget {name} is still being processed by the server."
+            elif int(st.get("disruptionsAllowed") or 0) < 1:
+                why = (f"The disruption budget {name} needs {int(st.get('desiredHealthy') or 0)} healthy pods and "
+                       f"has {int(st.get('currentHealthy') or 0)} currently")
+            else:
+                st = dict(st, disruptionsAllowed=int(st["disruptionsAllowed"]) - 1,
+                          disruptedPods={**(st.get("disruptedPods") or {}), pod_name: now_rfc3339()})
+                return dict(cur, status=st)
+            raise status.StatusError(429, "TooManyRequests", msg,
+                                     {"causes": [{"reason": "DisruptionBudget", "message": why}]})
+        try:
+            await self.store.guaranteed_update(pdb_kind.key(pdb["metadata"]["namespace"], name), fn)
+        except serr.NotFound:
+            pass
 
     async def node_proxy(self, request: web.Request, r: Req) -> web.Response:
         obj = await self._read(r)

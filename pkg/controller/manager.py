@@ -89,6 +89,11 @@ async def _start_endpoints(ctx: ControllerContext) -> Awaitable[Any] | None:
     return EndpointsController(ctx.client, ctx.factory).run(workers=ctx.options.concurrent_endpoint_syncs)
 
 
+async def _start_disruption(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.disruption.controller import DisruptionController
+    return DisruptionController(ctx.client, ctx.factory).run()
+
+
 async def _start_serviceaccount(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.serviceaccount.controller import ServiceAccountController
     return ServiceAccountController(ctx.client, ctx.factory).run()
@@ -127,6 +132,7 @@ CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("garbage-collector-controller", ("garbagecollector",), _start_garbagecollector),
     ControllerSpec("namespace-controller", ("namespace",), _start_namespace),
     ControllerSpec("endpoints-controller", ("endpoint",), _start_endpoints),
+    ControllerSpec("disruption-controller", ("disruption",), _start_disruption),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
     ControllerSpec("serviceaccount-controller", ("serviceaccount",), _start_serviceaccount),
     ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",), _start_root_ca),

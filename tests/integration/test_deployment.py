@@ -13,56 +13,23 @@ making pods Running and Ready, driven through the real kubectl where a user woul
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from kubelab.client.rest import ApiError, Client
-from kubelab.lab.controlplane import free_port, spawn, stop
 
 pytestmark = pytest.mark.integration
 
-BIN = Path(sys.executable).parent
 CONTROLLERS = "replicaset,deployment,garbagecollector,namespace"
 
 
-@contextlib.contextmanager
-def cluster(control_plane, tmp_path: Path, nodes: int = 10, controllers: str = CONTROLLERS):
-    """kubelab-controller-manager, kubelab-scheduler (a private profile) and hollow nodes (a private
-    label); yields (schedulerName, nodeSelector) for the pods of the test."""
-    uid = uuid.uuid4().hex[:5]
-    profile = f"dep-sched-{uid}"
-    (tmp_path / "sched.yaml").write_text(f"apiVersion: kubescheduler.config.k8s.io/v1\n"
-                                         f"kind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: {profile}\n")
-    kc = str(control_plane.kubeconfig)
-    procs = [spawn([str(BIN / "kubelab-controller-manager"), "--kubeconfig", kc, "--controllers", controllers,
-                    "--leader-elect-resource-name", f"kcm-{uid}", "--secure-port", "0"], tmp_path / "cm.log"),
-             spawn([str(BIN / "kubelab-scheduler"), "--kubeconfig", kc, "--config", str(tmp_path / "sched.yaml"),
-                    "--leader-elect=false", "--secure-port", str(free_port()), "--bind-address", "127.0.0.1"],
-                   tmp_path / "sched.log"),
-             spawn([str(BIN / "kubelab"), "hollow-nodes", "--kubeconfig", kc, "--count", str(nodes),
-                    "--prefix", f"d{uid}", "--pod-ready-delay", "200ms", "--node-labels", f"dep-test={uid}"],
-                   tmp_path / "hollow.log")]
-    try:
-        yield profile, {"dep-test": uid}
-    finally:
-        for p in procs:
-            stop(p, 30)
-    for log in ("cm.log", "sched.log", "hollow.log"):
-        assert "Traceback" not in (tmp_path / log).read_text(), (tmp_path / log).read_text()[-3000:]
-
-
-def deployment(name: str, replicas: int, image: str, profile: str, node_selector: dict, **spec) -> dict:
+def deployment(name: str, replicas: int, image: str, cl, **spec) -> dict:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                      "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"schedulerName": profile, "nodeSelector": node_selector,
-                                           "terminationGracePeriodSeconds": 0,
-                                           "containers": [{"name": "c", "image": image}]}}, **spec}}
+                                  "spec": cl.pod_spec(containers=[{"name": "c", "image": image}])}, **spec}}
 
 
 async def until(cond, timeout: float, what: str):
@@ -91,13 +58,13 @@ def _ready(pod: dict) -> bool:
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def test_rolling_update_keeps_every_replica_available(control_plane, kubectl, tmp_path):
+def test_rolling_update_keeps_every_replica_available(control_plane, kubectl, hollow_cluster):
     ns = f"roll-{uuid.uuid4().hex[:5]}"
 
-    async def rollout(profile, sel) -> tuple[int, int]:
+    async def rollout(cl) -> tuple[int, int]:
         async with client(control_plane) as c:
             await make_namespace(c, ns)
-            d = deployment("web", 100, "nginx:1.0", profile, sel,
+            d = deployment("web", 100, "nginx:1.0", cl,
                            strategy={"type": "RollingUpdate",
                                      "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"}})
             await c.create("apps/v1", "deployments", d, ns)
@@ -137,8 +104,8 @@ def test_rolling_update_keeps_every_replica_available(control_plane, kubectl, tm
             await asyncio.gather(watcher, return_exceptions=True)
             return min(counts), len(counts)
 
-    with cluster(control_plane, tmp_path) as (profile, sel):
-        lowest, events = asyncio.run(rollout(profile, sel))
+    with hollow_cluster(CONTROLLERS, nodes=10) as cl:
+        lowest, events = asyncio.run(rollout(cl))
         assert events > 300, f"the watch saw only {events} pod events"
         assert lowest >= 100, f"ready pods dropped to {lowest} during a maxUnavailable=0 rollout"
 
@@ -173,13 +140,13 @@ def test_rolling_update_keeps_every_replica_available(control_plane, kubectl, tm
         kubectl("delete", "namespace", ns, "--wait=false")
 
 
-def test_recreate_pause_resume_and_scaling(control_plane, kubectl, tmp_path):
+def test_recreate_pause_resume_and_scaling(control_plane, kubectl, hollow_cluster):
     ns = f"recreate-{uuid.uuid4().hex[:5]}"
 
-    async def main(profile, sel):
+    async def main(cl):
         async with client(control_plane) as c:
             await make_namespace(c, ns)
-            await c.create("apps/v1", "deployments", deployment("app", 3, "nginx:1.0", profile, sel,
+            await c.create("apps/v1", "deployments", deployment("app", 3, "nginx:1.0", cl,
                                                                 strategy={"type": "Recreate"}), ns)
 
             def settled(n, image):
@@ -235,19 +202,19 @@ def test_recreate_pause_resume_and_scaling(control_plane, kubectl, tmp_path):
             d = await c.get("apps/v1", "deployments", ns, "app")
             assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
 
-    with cluster(control_plane, tmp_path, nodes=3) as (profile, sel):
-        asyncio.run(main(profile, sel))
+    with hollow_cluster(CONTROLLERS, nodes=3) as cl:
+        asyncio.run(main(cl))
         kubectl("delete", "namespace", ns, "--wait=false")
 
 
-def test_foreground_orphan_and_background_deletion(control_plane, kubectl, tmp_path):
+def test_foreground_orphan_and_background_deletion(control_plane, kubectl, hollow_cluster):
     ns = f"gc-{uuid.uuid4().hex[:5]}"
 
-    async def main(profile, sel):
+    async def main(cl):
         async with client(control_plane) as c:
             await make_namespace(c, ns)
             for name in ("fg", "orphan", "bg"):
-                await c.create("apps/v1", "deployments", deployment(name, 4, "nginx", profile, sel), ns)
+                await c.create("apps/v1", "deployments", deployment(name, 4, "nginx", cl), ns)
 
             async def ready():
                 items = (await c.list("v1", "pods", ns))["items"]
@@ -324,18 +291,18 @@ def test_foreground_orphan_and_background_deletion(control_plane, kubectl, tmp_p
             names = {x["metadata"]["name"] for x in (await c.list("v1", "configmaps", ns))["items"]}
             assert {"owner", "owned"} <= names
 
-    with cluster(control_plane, tmp_path, nodes=3) as (profile, sel):
-        asyncio.run(main(profile, sel))
+    with hollow_cluster(CONTROLLERS, nodes=3) as cl:
+        asyncio.run(main(cl))
         kubectl("delete", "namespace", ns, "--wait=false")
 
 
-def test_deleting_a_namespace_empties_it(control_plane, kubectl, tmp_path):
+def test_deleting_a_namespace_empties_it(control_plane, kubectl, hollow_cluster):
     ns = f"nsdel-{uuid.uuid4().hex[:5]}"
 
-    async def main(profile, sel):
+    async def main(cl):
         async with client(control_plane) as c:
             await make_namespace(c, ns)
-            await c.create("apps/v1", "deployments", deployment("web", 3, "nginx", profile, sel), ns)
+            await c.create("apps/v1", "deployments", deployment("web", 3, "nginx", cl), ns)
             await c.create("v1", "configmaps", {"apiVersion": "v1", "kind": "ConfigMap",
                                                 "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}, ns)
             await c.create("v1", "secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
@@ -369,5 +336,5 @@ def test_deleting_a_namespace_empties_it(control_plane, kubectl, tmp_path):
                     return e.code == 404
             await until(ns_gone, 60, "the namespace gone")
 
-    with cluster(control_plane, tmp_path, nodes=2) as (profile, sel):
-        asyncio.run(main(profile, sel))
+    with hollow_cluster(CONTROLLERS, nodes=2) as cl:
+        asyncio.run(main(cl))
