@@ -82,6 +82,11 @@ class DeletedFinalStateUnknown(dict):
         super().__init__(obj)
         self.key = key
 
+    @property
+    def obj(self) -> Obj:
+        """The object as last seen, as a plain dict (client-go's DeletedFinalStateUnknown.Obj)."""
+        return dict(self)
+
     def __repr__(self) -> str:
         return f"DeletedFinalStateUnknown({self.key!r})"
 

@@ -747,6 +747,8 @@ async def test_informer_relists_on_410_and_delivers_deleted_final_state_unknown(
     assert kinds == [("add", "a/new"), ("delete", "a/gone"), ("update", "a/changed"), ("update", "a/kept")]
     deleted = next(e[1] for e in events if e[0] == "delete")
     assert isinstance(deleted, DeletedFinalStateUnknown) and deleted["metadata"]["name"] == "gone"
+    # controllers unwrap it with .obj, as client-go's DeletedFinalStateUnknown.Obj
+    assert deleted.obj == {**deleted} and type(deleted.obj) is dict
     assert sorted(inf.store.list_keys()) == ["a/changed", "a/kept", "a/new"]
     assert inf.store.get("a/changed")["metadata"]["labels"] == {"v": "2"}
     assert api.watch_params[-1]["resourceVersion"] == str(api.rv)
