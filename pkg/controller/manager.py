@@ -28,6 +28,8 @@ class ControllerOptions:
     node_cidr_mask_size_ipv6: int = 64
     service_cidrs: list[str] = field(default_factory=list)
     concurrent_replicaset_syncs: int = 5
+    concurrent_daemonset_syncs: int = 2
+    concurrent_statefulset_syncs: int = 5
     root_ca_pem: str = ""
 
 
@@ -75,6 +77,18 @@ async def _start_replicaset(ctx: ControllerContext) -> Awaitable[Any] | None:
     return ctrl.run(workers=ctx.options.concurrent_replicaset_syncs)
 
 
+async def _start_daemonset(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.daemon.controller import NAME, DaemonSetController
+    ctrl = DaemonSetController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_daemonset_syncs)
+
+
+async def _start_statefulset(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.statefulset.controller import NAME, StatefulSetController
+    ctrl = StatefulSetController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_statefulset_syncs)
+
+
 async def _start_endpointslice(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.endpointslice.controller import EndpointSliceController
     return EndpointSliceController(ctx.client, ctx.factory).run()
@@ -96,6 +110,8 @@ async def _start_root_ca(ctx: ControllerContext) -> Awaitable[Any] | None:
 CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("node-ipam-controller", ("nodeipam",), _start_nodeipam),
     ControllerSpec("replicaset-controller", ("replicaset",), _start_replicaset),
+    ControllerSpec("daemonset-controller", ("daemonset",), _start_daemonset),
+    ControllerSpec("statefulset-controller", ("statefulset",), _start_statefulset),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
     ControllerSpec("serviceaccount-controller", ("serviceaccount",), _start_serviceaccount),
     ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",), _start_root_ca),

@@ -65,11 +65,11 @@ def test_subnet_numbering_is_exact():
 
 
 def test_controllers_selection_as_upstream():
-    every = ["node-ipam-controller", "replicaset-controller", "endpointslice-controller",
-             "serviceaccount-controller", "root-ca-certificate-publisher-controller"]
+    every = ["node-ipam-controller", "replicaset-controller", "daemonset-controller", "statefulset-controller",
+             "endpointslice-controller", "serviceaccount-controller", "root-ca-certificate-publisher-controller"]
     assert [c.name for c in select(["*"])] == every
     assert [c.name for c in select(["*", "-nodeipam"])] == every[1:]
-    assert [c.name for c in select(["serviceaccount", "endpointslice"])] == every[2:4]
+    assert [c.name for c in select(["serviceaccount", "endpointslice"])] == every[4:6]
     assert [c.name for c in select(["nodeipam"])] == ["node-ipam-controller"]
     with pytest.raises(SelectionError, match='"bogus" is not in the list of known controllers'):
         select(["*", "-bogus"])
