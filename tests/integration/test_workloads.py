@@ -256,6 +256,13 @@ def _watch_pods_in_thread(cp, ns: str, events: list) -> Callable[[], None]:
             while True:          # a watch the server ends is resumed from the last resourceVersion
                 async with c.watch("v1", "pods", ns, resource_version=rv) as w:
                     async for etype, pod in w:
+                        if etype == "BOOKMARK":
+                            rv = pod["metadata"].get("resourceVersion", rv)
+                            continue
+                        if etype not in ("ADDED", "MODIFIED", "DELETED"):       # ERROR: list and watch again
+                            events.append(("watch-error", str(pod.get("message"))))
+                            rv = (await c.list("v1", "pods", ns))["metadata"]["resourceVersion"]
+                            break
                         name = pod["metadata"]["name"]
                         rv = pod["metadata"].get("resourceVersion", rv)
                         if etype == "ADDED":
