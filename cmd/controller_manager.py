@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent-endpoint-syncs", type=int, default=5, help="Services whose Endpoints are synced at once")
     p.add_argument("--concurrent-gc-syncs", type=int, default=20, help="garbage collector workers")
     p.add_argument("--concurrent-namespace-syncs", type=int, default=10, help="namespaces emptied at once")
+    p.add_argument("--concurrent-daemonset-syncs", type=int, default=2, help="DaemonSets synced at once")
+    p.add_argument("--concurrent-statefulset-syncs", type=int, default=5, help="StatefulSets synced at once")
     add_leader_election(p, "kube-controller-manager")
     p.add_argument("--bind-address", default="0.0.0.0", help="address of the HTTPS health and metrics server")
     p.add_argument("--secure-port", type=int, default=10257, help="its port (0: no server)")
@@ -85,6 +87,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
                              concurrent_gc_syncs=max(1, a.concurrent_gc_syncs),
                              concurrent_endpoint_syncs=max(1, a.concurrent_endpoint_syncs),
                              concurrent_namespace_syncs=max(1, a.concurrent_namespace_syncs),
+                             concurrent_daemonset_syncs=max(1, a.concurrent_daemonset_syncs),
+                             concurrent_statefulset_syncs=max(1, a.concurrent_statefulset_syncs),
                              root_ca_pem=_read_ca(p, a.root_ca_file))
     if a.allocate_node_cidrs:
         from kubelab.controller.nodeipam.cidrset import CIDRSet, CIDRSetError

@@ -52,8 +52,9 @@ def _struct(type_name: str, value, path: str, unknown: list[str], *, top: bool =
     if fields is None or not isinstance(value, dict) or type_name in _FREE:
         return value
     out = {}
+    envelope = top or schema.declarations()[type_name].kind     # embedded kinds (volumeClaimTemplates) too
     for k, val in value.items():
-        if top and k in _ENVELOPE:
+        if envelope and k in _ENVELOPE:
             out[k] = val
         elif k in fields:
             expr, pkg = fields[k]

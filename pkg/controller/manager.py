@@ -32,6 +32,8 @@ class ControllerOptions:
     concurrent_endpoint_syncs: int = 5
     concurrent_namespace_syncs: int = 10
     concurrent_deployment_syncs: int = 5
+    concurrent_daemonset_syncs: int = 2
+    concurrent_statefulset_syncs: int = 5
     root_ca_pem: str = ""
 
 
@@ -77,6 +79,18 @@ async def _start_replicaset(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.replicaset.controller import NAME, ReplicaSetController
     ctrl = ReplicaSetController(ctx.client, ctx.factory, ctx.recorder(NAME))
     return ctrl.run(workers=ctx.options.concurrent_replicaset_syncs)
+
+
+async def _start_daemonset(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.daemon.controller import NAME, DaemonSetController
+    ctrl = DaemonSetController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_daemonset_syncs)
+
+
+async def _start_statefulset(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.statefulset.controller import NAME, StatefulSetController
+    ctrl = StatefulSetController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_statefulset_syncs)
 
 
 async def _start_endpointslice(ctx: ControllerContext) -> Awaitable[Any] | None:
@@ -133,6 +147,8 @@ CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("namespace-controller", ("namespace",), _start_namespace),
     ControllerSpec("endpoints-controller", ("endpoint",), _start_endpoints),
     ControllerSpec("disruption-controller", ("disruption",), _start_disruption),
+    ControllerSpec("daemonset-controller", ("daemonset",), _start_daemonset),
+    ControllerSpec("statefulset-controller", ("statefulset",), _start_statefulset),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
     ControllerSpec("serviceaccount-controller", ("serviceaccount",), _start_serviceaccount),
     ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",), _start_root_ca),

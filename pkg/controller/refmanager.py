@@ -1,5 +1,5 @@
 """Controller references (upstream's ControllerRefManager), shared by every controller that owns
-objects through a selector: which candidates an owner claims, adopting matching orphans and
+objects through a selector (ReplicaSet, Deployment, DaemonSet, StatefulSet): which candidates an owner claims, adopting matching orphans and
 releasing owned objects that stopped matching, by merge patches of metadata.ownerReferences
 carrying the object's uid as a precondition."""
 from __future__ import annotations
@@ -42,7 +42,12 @@ async def patch_owner_refs(client: Client, api_version: str, resource: str, obj:
         return False
 
 
-async def claim(client: Client, owner: Obj, owner_ref: Obj, selector: Any, candidates: list[Obj], *,
+def selects(selector: Any) -> Callable[[Obj], bool]:
+    """The `matches` of claim() for a label selector."""
+    return lambda obj: selector.matches((obj.get("metadata") or {}).get("labels") or {})
+
+
+async def claim(client: Client, owner: Obj, owner_ref: Obj, candidates: list[Obj], matches: Callable[[Obj], bool], *,
                 api_version: str, resource: str, adoptable: Callable[[Obj], bool] = lambda o: True) -> list[Obj]:
     """The candidates `owner` controls after adopting and releasing (ClaimObjects).
 
@@ -53,15 +58,15 @@ async def claim(client: Client, owner: Obj, owner_ref: Obj, selector: Any, candi
     ours = []
     for obj in candidates:
         ref = controller_ref(obj)
-        matches = selector.matches(obj["metadata"].get("labels") or {})
+        ok = matches(obj)
         if ref is not None and ref.get("uid") == uid:
-            if matches:
+            if ok:
                 ours.append(obj)
             elif not deleting:
                 await patch_owner_refs(client, api_version, resource, obj,
                                        [r for r in obj["metadata"].get("ownerReferences") or []
                                         if r.get("uid") != uid])
-        elif ref is None and matches and not deleting and adoptable(obj):
+        elif ref is None and ok and not deleting and adoptable(obj):
             if obj["metadata"].get("deletionTimestamp"):
                 continue
             refs = list(obj["metadata"].get("ownerReferences") or []) + [owner_ref]

@@ -27,10 +27,15 @@ def rs(name, replicas, available=0, created="2026-01-01T00:00:00Z", rev=None, re
 
 @pytest.mark.parametrize("value,total,up,want", [
     (5, 10, True, 5), ("25%", 10, True, 3), ("25%", 10, False, 2), ("0%", 10, True, 0), ("100%", 3, False, 3),
-    ("33%", 10, True, 4), ("33%", 10, False, 3), ("7", 10, True, 7),
+    ("33%", 10, True, 4), ("33%", 10, False, 3),
 ])
 def test_scaled_value(value, total, up, want):
     assert u.scaled_value(value, total, up) == want
+
+
+def test_scaled_value_refuses_a_string_that_is_not_a_percentage():
+    with pytest.raises(ValueError, match="string is not a percentage"):
+        u.scaled_value("7", 10, True)
 
 
 @pytest.mark.parametrize("surge,unavailable,want", [

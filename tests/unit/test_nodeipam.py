@@ -68,6 +68,7 @@ def test_controllers_selection_as_upstream():
     every = [c.name for c in CONTROLLERS if c.enabled_by_default]
     for name in ("node-ipam-controller", "replicaset-controller", "deployment-controller",
                  "garbage-collector-controller", "namespace-controller", "endpointslice-controller",
+                 "daemonset-controller", "statefulset-controller",
                  "serviceaccount-controller", "root-ca-certificate-publisher-controller"):
         assert name in every
     assert [c.name for c in select(["*"])] == every

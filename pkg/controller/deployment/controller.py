@@ -30,7 +30,7 @@ from kubelab.client.informer import NAMESPACE_INDEX, DeletedFinalStateUnknown, S
 from kubelab.client.rest import ApiError, Client, is_already_exists, is_conflict, is_not_found
 from kubelab.client.workqueue import WorkQueue, run_workers
 
-from ..refmanager import claim, controller_ref, make_owner_ref
+from ..refmanager import claim, controller_ref, make_owner_ref, selects
 from . import util as u
 
 log = logging.getLogger(__name__)
@@ -390,8 +390,8 @@ class DeploymentController:
             self._event(d, "Warning", "SelectingAll", "This deployment is selecting all pods. A non-empty selector "
                                                       "is required.")
             return None
-        rss = await claim(self.client, d, make_owner_ref(d, "apps/v1", "Deployment"), selector,
-                          self.rss.by_index(NAMESPACE_INDEX, d["metadata"]["namespace"]),
+        rss = await claim(self.client, d, make_owner_ref(d, "apps/v1", "Deployment"),
+                          self.rss.by_index(NAMESPACE_INDEX, d["metadata"]["namespace"]), selects(selector),
                           api_version="apps/v1", resource="replicasets")
         if d["metadata"].get("deletionTimestamp"):
             new_rs = u.find_new_rs(d, rss)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from typing import Any
 
+from kubelab.api.intstr import scaled_value
 from kubelab.api.timefmt import parse_time
 
 Obj = dict[str, Any]
@@ -45,20 +45,6 @@ def replicas(obj: Obj | None) -> int:
 
 def st(obj: Obj, field: str) -> int:
     return int((obj.get("status") or {}).get(field) or 0)
-
-
-def scaled_value(v: Any, total: int, round_up: bool) -> int:
-    """intstr.GetScaledValueFromIntOrPercent: an int as is, "25%" of total rounded up or down."""
-    if v is None:
-        return 0
-    if isinstance(v, int):
-        return v
-    s = str(v)
-    if not s.endswith("%"):
-        return int(s)
-    pct = int(s[:-1])
-    exact = pct * total / 100
-    return math.ceil(exact) if round_up else math.floor(exact)
 
 
 def resolve_fenceposts(d: Obj) -> tuple[int, int]:

@@ -10,9 +10,9 @@ currentHealthy - desiredHealthy, never below zero.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from kubelab.api.intstr import scaled_value
 from kubelab.api.timefmt import parse_time
 
 Obj = dict[str, Any]
@@ -24,13 +24,15 @@ class BudgetError(ValueError):
     pass
 
 
-def _pct(v: Any) -> float | None:
-    if isinstance(v, str) and v.endswith("%"):
-        try:
-            return int(v[:-1]) / 100
-        except ValueError as e:
-            raise BudgetError(f"invalid percentage {v!r}") from e
-    return None
+def _scaled(v: Any, total: int) -> int:
+    try:
+        return scaled_value(v, total, True)
+    except ValueError as e:
+        raise BudgetError(str(e)) from e
+
+
+def _is_pct(v: Any) -> bool:
+    return isinstance(v, str) and v.endswith("%")
 
 
 def pod_healthy(pod: Obj) -> bool:
@@ -48,17 +50,14 @@ def expected_and_desired(spec: Obj, pods: list[Obj], controller_scale: int | Non
     if max_u is not None:
         if controller_scale is None:
             raise BudgetError("found no controllers for the pods: maxUnavailable needs their scale")
-        p = _pct(max_u)
-        unavailable = math.ceil(p * controller_scale) if p is not None else int(max_u)
-        return controller_scale, max(0, controller_scale - unavailable)
+        return controller_scale, max(0, controller_scale - _scaled(max_u, controller_scale))
     if min_a is None:
         min_a = 1
-    p = _pct(min_a)
-    if p is None:
-        return len(pods), int(min_a)
+    if not _is_pct(min_a):
+        return len(pods), _scaled(min_a, len(pods))
     if controller_scale is None:
         raise BudgetError("found no controllers for the pods: a percentage minAvailable needs their scale")
-    return controller_scale, math.ceil(p * controller_scale)
+    return controller_scale, _scaled(min_a, controller_scale)
 
 
 def build_status(pdb: Obj, pods: list[Obj], controller_scale: int | None, now: float, now_text: str) -> Obj:

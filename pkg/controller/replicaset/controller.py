@@ -23,7 +23,7 @@ from kubelab.client.informer import NAMESPACE_INDEX, DeletedFinalStateUnknown, S
 from kubelab.client.rest import ApiError, Client, is_not_found
 from kubelab.client.workqueue import WorkQueue, run_workers
 
-from ..refmanager import claim
+from ..refmanager import claim, selects
 from .pods import (controller_ref, deletion_order, is_active, is_available, owner_ref, pod_from_template,
                    slow_start_batches)
 
@@ -145,9 +145,8 @@ class ReplicaSetController:
     # -- sync -----------------------------------------------------------------------------------
 
     async def _claim(self, rs: Obj, selector: Any) -> list[Obj]:
-        return await claim(self.client, rs, owner_ref(rs), selector,
-                           self.pods.by_index(NAMESPACE_INDEX, rs["metadata"]["namespace"]),
-                           api_version="v1", resource="pods", adoptable=is_active)
+        return await claim(self.client, rs, owner_ref(rs), self.pods.by_index(NAMESPACE_INDEX, rs["metadata"]["namespace"]),
+                           selects(selector), api_version="v1", resource="pods", adoptable=is_active)
 
     async def _create(self, rs: Obj, key: str, n: int) -> None:
         self.expectations.expect(key, n, 0)
