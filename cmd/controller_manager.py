@@ -9,7 +9,7 @@ import signal
 import sys
 
 from kubelab import logs
-from kubelab.cliflags import add_bool, add_leader_election, leader_election_config
+from kubelab.cliflags import add_bool, add_leader_election, duration, leader_election_config
 
 log = logging.getLogger("kubelab.controller-manager")
 
@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ReplicaSets synced at once")
     p.add_argument("--concurrent-deployment-syncs", type=int, default=5, help="Deployments synced at once")
     p.add_argument("--concurrent-endpoint-syncs", type=int, default=5, help="Services whose Endpoints are synced at once")
+    p.add_argument("--concurrent-resource-quota-syncs", type=int, default=5, help="ResourceQuotas recounted at once")
+    p.add_argument("--resource-quota-sync-period", type=duration, default=300.0,
+                   help="how often every quota is recounted in full")
     p.add_argument("--concurrent-gc-syncs", type=int, default=20, help="garbage collector workers")
     p.add_argument("--concurrent-namespace-syncs", type=int, default=10, help="namespaces emptied at once")
     p.add_argument("--concurrent-daemonset-syncs", type=int, default=2, help="DaemonSets synced at once")
@@ -85,6 +88,8 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
                              concurrent_replicaset_syncs=max(1, a.concurrent_replicaset_syncs),
                              concurrent_deployment_syncs=max(1, a.concurrent_deployment_syncs),
                              concurrent_gc_syncs=max(1, a.concurrent_gc_syncs),
+                             concurrent_resource_quota_syncs=max(1, a.concurrent_resource_quota_syncs),
+                             resource_quota_sync_period=max(1.0, a.resource_quota_sync_period),
                              concurrent_endpoint_syncs=max(1, a.concurrent_endpoint_syncs),
                              concurrent_namespace_syncs=max(1, a.concurrent_namespace_syncs),
                              concurrent_daemonset_syncs=max(1, a.concurrent_daemonset_syncs),

@@ -1,18 +1,20 @@
 """Admission: the mutating and validating plugins of the request chain, and Service allocation.
 
 Built in: NamespaceLifecycle (in the handler's namespace check), DefaultTolerationSeconds,
-ServiceAccount defaulting, Service ClusterIP/NodePort allocation, and the eviction check
-against PodDisruptionBudgets. RBAC and the rest of upstream's plugins plug in here later.
+ServiceAccount defaulting, Service ClusterIP/NodePort allocation, ResourceQuota, and the
+PodDisruptionBudgets of the eviction subresource. RBAC and the rest of upstream's plugins plug in here later.
 """
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
+from ..api import quota
 from ..api import validation as v
 from ..api.registry import Kind
 from ..api.selectors import SelectorError, label_selector_from_api
 from ..storage.cacher import Cacher
+from ..storage.errors import NotFound
 from . import status
 from .allocators import AllocationError, NodePortAllocator, ServiceIPAllocator, owner_of, service_ports_of
 
@@ -31,8 +33,9 @@ async def _noop() -> None:
 
 class Admission:
     def __init__(self, cacher: Cacher, service_ips: ServiceIPAllocator, node_ports: NodePortAllocator,
-                 default_toleration_seconds: int = 300) -> None:
+                 default_toleration_seconds: int = 300, store: Any = None) -> None:
         self.cacher = cacher
+        self.store = store
         self.service_ips = service_ips
         self.node_ports = node_ports
         self.default_toleration_seconds = default_toleration_seconds
@@ -51,7 +54,60 @@ class Admission:
                                  "tolerationSeconds": self.default_toleration_seconds})
 
     async def validate(self, request, k: Kind, obj: dict, old: dict | None, op: str) -> None:
-        return None
+        if op == "CREATE" and k.namespaced and self.store is not None:
+            await self.charge_quota(k, obj, dry=bool(request is not None and request.query.get("dryRun")))
+
+    # --- ResourceQuota -----------------------------------------------------------------------
+
+    async def charge_quota(self, k: Kind, obj: dict, dry: bool = False) -> None:
+        """The ResourceQuota admission plugin: every quota of the namespace the object falls under
+        must admit its usage; then the usage is added to each quota's status.used in a guaranteed
+        update that checks again, so concurrent creations never overshoot (the controller's
+        recount corrects what a failed creation leaves charged)."""
+        ns = obj["metadata"].get("namespace")
+        quotas, _ = self.cacher.list("/registry/resourcequotas/", f"/registry/resourcequotas/{ns}/")
+        if not quotas:
+            return
+        name = obj["metadata"].get("name", "")
+        use = quota.usage(k.plural, k.group, obj)
+        charges = []
+        for q in quotas:
+            if not quota.quota_matches(q, k.plural, k.group, obj):
+                continue
+            hard = (q.get("spec") or {}).get("hard") or {}
+            delta = {r: n for r, n in use.items() if r in hard}
+            if k.group == "" and k.plural == "pods":
+                missing = quota.missing_limits(q, obj)
+                if missing:
+                    raise status.forbidden(k.group, k.plural, name,
+                                           f"failed quota: {q['metadata']['name']}: must specify {missing}")
+            if not delta:
+                continue
+            unknown = sorted(r for r in delta if r not in ((q.get("status") or {}).get("hard") or {}))
+            if unknown:
+                raise status.forbidden(k.group, k.plural, name, f"status unknown for quota: {q['metadata']['name']}, "
+                                                                f"resources: {','.join(unknown)}")
+            why = quota.exceeded(q, delta)
+            if why:
+                raise status.forbidden(k.group, k.plural, name, why)
+            charges.append((q, delta))
+        if dry:
+            return
+        for q, delta in charges:
+            def fn(cur: dict, delta=delta) -> dict:
+                why = quota.exceeded(cur, delta)
+                if why:
+                    raise status.forbidden(k.group, k.plural, name, why)
+                used = quota.used(cur)
+                for r, n in delta.items():
+                    used[r] = used.get(r, 0) + n
+                st = dict(cur.get("status") or {})
+                st["used"] = {**(st.get("used") or {}), **quota.rendered({r: used[r] for r in delta})}
+                return dict(cur, status=st)
+            try:
+                await self.store.guaranteed_update(f"/registry/resourcequotas/{ns}/{q['metadata']['name']}", fn)
+            except NotFound:
+                continue
 
     def validate_delete(self, k: Kind, name: str) -> None:
         """NamespaceLifecycle: the system namespaces may not be deleted."""

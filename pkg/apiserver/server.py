@@ -103,7 +103,7 @@ class APIServer:
         self.cacher = Cacher(self.store)
         self.service_ips = ServiceIPAllocator(self.store, cfg.service_cluster_ip_range)
         self.node_ports = NodePortAllocator(self.store, cfg.service_node_port_range)
-        self.admission = Admission(self.cacher, self.service_ips, self.node_ports)
+        self.admission = Admission(self.cacher, self.service_ips, self.node_ports, store=self.store)
         self.handler = ResourceHandler(self.store, self.cacher, self.registry, self.admission)
         self.crds = CRDController(self.store, self.cacher, self.registry)
         self.ready = False

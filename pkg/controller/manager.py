@@ -29,6 +29,8 @@ class ControllerOptions:
     service_cidrs: list[str] = field(default_factory=list)
     concurrent_replicaset_syncs: int = 5
     concurrent_gc_syncs: int = 20
+    concurrent_resource_quota_syncs: int = 5
+    resource_quota_sync_period: float = 300.0
     concurrent_endpoint_syncs: int = 5
     concurrent_namespace_syncs: int = 10
     concurrent_deployment_syncs: int = 5
@@ -108,6 +110,12 @@ async def _start_disruption(ctx: ControllerContext) -> Awaitable[Any] | None:
     return DisruptionController(ctx.client, ctx.factory).run()
 
 
+async def _start_resourcequota(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.resourcequota.controller import ResourceQuotaController
+    return ResourceQuotaController(ctx.client, ctx.factory, resync_period=ctx.options.resource_quota_sync_period
+                                   ).run(workers=ctx.options.concurrent_resource_quota_syncs)
+
+
 async def _start_serviceaccount(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.serviceaccount.controller import ServiceAccountController
     return ServiceAccountController(ctx.client, ctx.factory).run()
@@ -147,6 +155,7 @@ CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("namespace-controller", ("namespace",), _start_namespace),
     ControllerSpec("endpoints-controller", ("endpoint",), _start_endpoints),
     ControllerSpec("disruption-controller", ("disruption",), _start_disruption),
+    ControllerSpec("resourcequota-controller", ("resourcequota",), _start_resourcequota),
     ControllerSpec("daemonset-controller", ("daemonset",), _start_daemonset),
     ControllerSpec("statefulset-controller", ("statefulset",), _start_statefulset),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),

@@ -47,17 +47,13 @@ def _max(a: dict[str, int], b: Mapping[str, int]) -> None:
             a[k] = v
 
 
-def _requests(c: Obj) -> dict[str, int]:
-    return resource_list((c.get("resources") or {}).get("requests"))
-
-
-def pod_requests(pod: Obj, *, non_zero: bool = False) -> dict[str, int]:
-    """The pod's effective requests. non_zero: containers that request no CPU or memory count the
-    scoring defaults instead."""
+def pod_requests(pod: Obj, *, non_zero: bool = False, field: str = "requests") -> dict[str, int]:
+    """The pod's effective requests (or, with field="limits", limits, as the quota counts them).
+    non_zero: containers that request no CPU or memory count the scoring defaults instead."""
     spec = pod.get("spec") or {}
 
     def req(c: Obj) -> dict[str, int]:
-        r = _requests(c)
+        r = resource_list((c.get("resources") or {}).get(field))
         if non_zero:
             if not r.get(CPU):
                 r[CPU] = DEFAULT_MILLI_CPU_REQUEST
