@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root-ca-file", default="", help="the cluster CA, published as kube-root-ca.crt in every namespace")
     p.add_argument("--concurrent-replicaset-syncs", type=int, default=5,
                    help="ReplicaSets synced at once")
+    p.add_argument("--concurrent-job-syncs", type=int, default=5, help="Jobs synced at once")
+    p.add_argument("--concurrent-cron-job-syncs", type=int, default=5, help="CronJobs synced at once")
+    p.add_argument("--concurrent-ttl-after-finished-syncs", type=int, default=5,
+                   help="TTL-after-finished workers (finished Jobs deleted at once)")
     add_leader_election(p, "kube-controller-manager")
     p.add_argument("--bind-address", default="0.0.0.0", help="address of the HTTPS health and metrics server")
     p.add_argument("--secure-port", type=int, default=10257, help="its port (0: no server)")
@@ -77,6 +81,9 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
     opts = ControllerOptions(allocate_node_cidrs=a.allocate_node_cidrs, cluster_cidrs=cidrs,
                              node_cidr_mask_size_ipv4=v4, node_cidr_mask_size_ipv6=v6, service_cidrs=svc,
                              concurrent_replicaset_syncs=max(1, a.concurrent_replicaset_syncs),
+                             concurrent_job_syncs=max(1, a.concurrent_job_syncs),
+                             concurrent_cron_job_syncs=max(1, a.concurrent_cron_job_syncs),
+                             concurrent_ttl_after_finished_syncs=max(1, a.concurrent_ttl_after_finished_syncs),
                              root_ca_pem=_read_ca(p, a.root_ca_file))
     if a.allocate_node_cidrs:
         from kubelab.controller.nodeipam.cidrset import CIDRSet, CIDRSetError

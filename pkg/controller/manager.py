@@ -28,6 +28,9 @@ class ControllerOptions:
     node_cidr_mask_size_ipv6: int = 64
     service_cidrs: list[str] = field(default_factory=list)
     concurrent_replicaset_syncs: int = 5
+    concurrent_job_syncs: int = 5
+    concurrent_cron_job_syncs: int = 5
+    concurrent_ttl_after_finished_syncs: int = 5
     root_ca_pem: str = ""
 
 
@@ -93,12 +96,33 @@ async def _start_root_ca(ctx: ControllerContext) -> Awaitable[Any] | None:
     return RootCAPublisher(ctx.client, ctx.factory, ctx.options.root_ca_pem).run()
 
 
+async def _start_job(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.job.controller import NAME, JobController
+    ctrl = JobController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_job_syncs)
+
+
+async def _start_cronjob(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.cronjob.controller import NAME, CronJobController
+    ctrl = CronJobController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_cron_job_syncs)
+
+
+async def _start_ttl_after_finished(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.ttlafterfinished.controller import TTLAfterFinishedController
+    ctrl = TTLAfterFinishedController(ctx.client, ctx.factory)
+    return ctrl.run(workers=ctx.options.concurrent_ttl_after_finished_syncs)
+
+
 CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("node-ipam-controller", ("nodeipam",), _start_nodeipam),
     ControllerSpec("replicaset-controller", ("replicaset",), _start_replicaset),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
     ControllerSpec("serviceaccount-controller", ("serviceaccount",), _start_serviceaccount),
     ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",), _start_root_ca),
+    ControllerSpec("job-controller", ("job",), _start_job),
+    ControllerSpec("cronjob-controller", ("cronjob",), _start_cronjob),
+    ControllerSpec("ttl-after-finished-controller", ("ttl-after-finished",), _start_ttl_after_finished),
 ]
 
 
