@@ -528,17 +528,20 @@ class JobController:
         # 2. remove the finalizers
         rm_error = False
         if to_remove:
+            # expected before the patches: the watch may show a removal before its PATCH answers
+            uids = {p["metadata"]["uid"] for p in to_remove}
+            pending = self._finalizers.get(key, (set(), 0.0))[0] | uids
+            self._finalizers[key] = (pending, self.clock())
             results = await asyncio.gather(*(self._remove_finalizer(p) for p in to_remove))
-            removed = set()
             for ok, p in zip(results, to_remove):
                 if ok:
                     with_finalizer.discard(p["metadata"]["uid"])
-                    removed.add(p["metadata"]["uid"])
+                    cur = self.pods.get(f"{p['metadata']['namespace']}/{p['metadata']['name']}")
+                    if cur is None or cur["metadata"].get("uid") != p["metadata"]["uid"] or not has_finalizer(cur):
+                        self._finalizer_seen(key, p["metadata"]["uid"])      # its event went by already
                 else:
                     rm_error = True
-            if removed:
-                entry = self._finalizers.setdefault(key, (set(), self.clock()))
-                entry[0].update(removed)
+                    self._finalizer_seen(key, p["metadata"]["uid"])
         # 3. count the pods whose finalizer is gone
         if _clean_uncounted(status, with_finalizer):
             needs = True
