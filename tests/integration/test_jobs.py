@@ -200,6 +200,21 @@ def test_active_deadline_fails_the_job_and_deletes_its_pods(lab):
     assert "DeadlineExceeded" in {e["reason"] for e in lab.events("slow")}
 
 
+def test_suspended_job_starts_when_resumed(lab):
+    lab.create_job("later", {"suspend": True, "template": lab.template("300ms")})
+    cond = wait(lambda: lab.condition("later", "Suspended"), 20, "Suspended condition")
+    assert cond["reason"] == "JobSuspended"
+    st = lab.job("later")["status"]
+    assert "startTime" not in st and not lab.pods("later")
+    api(lab.cp, lambda c: c.patch("batch/v1", "jobs", lab.ns, "later", {"spec": {"suspend": False}}))
+    wait(lambda: lab.condition("later", "Complete"), 30, "resumed job complete")
+    st = lab.job("later")["status"]
+    assert st["startTime"] and st["succeeded"] == 1
+    assert [c["status"] for c in st["conditions"] if c["type"] == "Suspended"] == ["False"]
+    reasons = {e["reason"] for e in lab.events("later")}
+    assert {"Suspended", "Resumed", "Completed"} <= reasons
+
+
 def test_ttl_after_finished_deletes_the_job(lab):
     lab.create_job("short", {"ttlSecondsAfterFinished": 0, "template": lab.template("300ms")})
     wait(lambda: lab.job("short") is None, 40, "job deleted after it finished")

@@ -12,7 +12,6 @@ Finished Jobs beyond the history limits are deleted, and the key is requeued for
 """
 from __future__ import annotations
 
-import asyncio
 import copy
 import datetime as dt
 import email.utils
@@ -22,7 +21,7 @@ from typing import Any
 
 from kubelab.client.events import EventRecorder
 from kubelab.client.informer import NAMESPACE_INDEX, SharedInformerFactory
-from kubelab.client.rest import ApiError, Client, is_already_exists, is_not_found
+from kubelab.client.rest import ApiError, Client, is_already_exists, is_conflict, is_not_found
 from kubelab.client.workqueue import WorkQueue, run_workers
 from kubelab.controller.replicaset.pods import controller_ref
 
@@ -97,6 +96,9 @@ class CronJobController:
                 await self.client.update_status("batch/v1", "cronjobs", cj, cj["metadata"]["namespace"])
             except ApiError as e:
                 if is_not_found(e):
+                    return None
+                if is_conflict(e):      # the cache is behind; its update event requeues the CronJob
+                    log.debug("cronjob %s changed meanwhile: %s", key, e)
                     return None
                 raise
         return again
@@ -173,7 +175,7 @@ class CronJobController:
             log.info("too many missed times cronjob=%s", _key(cj))
         if d.action == "missed":
             self._event(cj, "Warning", "MissSchedule", "Missed scheduled time to start a job: "
-                        + email.utils.format_datetime(d.scheduled.astimezone(UTC)).replace("-0000", "+0000"))
+                        + email.utils.format_datetime(d.scheduled.astimezone(UTC)))
         elif d.action == "forbid":
             self._event(cj, "Normal", "JobAlreadyActive",
                         "Not starting job because prior execution is running and concurrency policy is Forbid")

@@ -36,8 +36,8 @@ from typing import Any
 
 from kubelab.api.tables import parse_time
 from kubelab.client.events import EventRecorder
-from kubelab.client.informer import NAMESPACE_INDEX, DeletedFinalStateUnknown, SharedInformerFactory
-from kubelab.client.rest import ApiError, Client, is_not_found
+from kubelab.client.informer import SharedInformerFactory
+from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
 from kubelab.client.workqueue import WorkQueue, run_workers
 from kubelab.controller.replicaset.controller import EXPECTATIONS_TIMEOUT, Expectations
 from kubelab.controller.replicaset.pods import controller_ref, slow_start_batches
@@ -287,6 +287,17 @@ class JobController:
     # -- sync -------------------------------------------------------------------------------------
 
     async def sync(self, key: str) -> float | None:
+        """One pass over a Job. A conflict means the cache is behind a write (ours, mostly): the
+        update event that brings it requeues the Job, so it is not an error."""
+        try:
+            return await self._sync(key)
+        except ApiError as e:
+            if not is_conflict(e):
+                raise
+            log.debug("job %s changed meanwhile; waiting for the informer: %s", key, e)
+            return None
+
+    async def _sync(self, key: str) -> float | None:
         job = self.jobs.get(key)
         if job is None:
             self.backoff.pop(key, None)
