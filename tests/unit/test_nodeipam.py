@@ -66,11 +66,13 @@ def test_subnet_numbering_is_exact():
 
 def test_controllers_selection_as_upstream():
     every = ["node-ipam-controller", "replicaset-controller", "endpointslice-controller",
-             "serviceaccount-controller", "root-ca-certificate-publisher-controller"]
+             "serviceaccount-controller", "root-ca-certificate-publisher-controller", "job-controller",
+             "cronjob-controller", "ttl-after-finished-controller"]
     assert [c.name for c in select(["*"])] == every
     assert [c.name for c in select(["*", "-nodeipam"])] == every[1:]
     assert [c.name for c in select(["serviceaccount", "endpointslice"])] == every[2:4]
     assert [c.name for c in select(["nodeipam"])] == ["node-ipam-controller"]
+    assert [c.name for c in select(["job", "cronjob", "ttl-after-finished"])] == every[5:8]
     with pytest.raises(SelectionError, match='"bogus" is not in the list of known controllers'):
         select(["*", "-bogus"])
 
