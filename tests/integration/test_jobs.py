@@ -1,8 +1,9 @@
 """The Job, CronJob and TTL-after-finished controllers in kubelab-controller-manager against the
 real apiserver, with the scheduler and hollow nodes running the pods (they Succeed or Fail through
 the hollow.kubelab.dev/exit-after and exit-code annotations): completions and parallelism, a
-failing Job stopping after backoffLimit retries with backoff, an Indexed Job, activeDeadlineSeconds,
-ttlSecondsAfterFinished, a CronJob firing on schedule, and `kubectl create job --from=cronjob/`."""
+failing Job stopping after backoffLimit retries with backoff, a podFailurePolicy FailJob rule, an
+Indexed Job, suspend, activeDeadlineSeconds, ttlSecondsAfterFinished, a CronJob firing on schedule
+and `kubectl create job --from=cronjob/`."""
 from __future__ import annotations
 
 import asyncio
@@ -168,6 +169,18 @@ def test_failing_job_stops_after_backoff_limit(lab):
     assert len(pods) == 3 and all(p["status"]["phase"] == "Failed" for p in pods)
     ev = {e["reason"]: e for e in lab.events("fails")}
     assert ev["BackoffLimitExceeded"]["type"] == "Warning"
+
+
+def test_pod_failure_policy_fails_the_job_at_once(lab):
+    lab.create_job("policy", {"backoffLimit": 6, "template": lab.template("200ms", exit_code=42),
+                              "podFailurePolicy": {"rules": [{"action": "FailJob", "onExitCodes": {
+                                  "containerName": "c", "operator": "In", "values": [42]}}]}})
+    cond = wait(lambda: lab.condition("policy", "Failed"), 20, "job failed by its pod failure policy")
+    pod = lab.pods("policy")[0]["metadata"]["name"]
+    assert cond["reason"] == "PodFailurePolicy"
+    assert cond["message"] == (f"Container c for pod {lab.ns}/{pod} failed with exit code 42 matching FailJob "
+                               "rule at index 0")
+    assert lab.job("policy")["status"]["failed"] == 1 and len(lab.pods("policy")) == 1
 
 
 def test_indexed_job(lab):

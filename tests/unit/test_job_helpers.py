@@ -129,3 +129,39 @@ def test_active_for_removal_indexed_duplicates_first():
     pods = [pod("a", 0), pod("b", 0), pod("c", 1), pod("d", 7)]
     out = active_for_removal(JOB, pods, 0, indexes.parse("1", 3))
     assert sorted(p["metadata"]["name"] for p in out) in (["a", "c", "d"], ["b", "c", "d"])
+
+
+def _failed(codes, conditions=()):
+    return {"metadata": {"name": "p", "namespace": "ns"},
+            "status": {"phase": "Failed", "conditions": [{"type": t, "status": "True"} for t in conditions],
+                       "containerStatuses": [{"name": n, "state": {"terminated": {"exitCode": c}}}
+                                             for n, c in codes]}}
+
+
+POLICY = {"rules": [
+    {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [1, 2]}},
+    {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [1]}},
+]}
+
+
+@pytest.mark.parametrize("pod,want", [
+    (_failed([("main", 42)]),
+     ("Container main for pod ns/p failed with exit code 42 matching FailJob rule at index 0", True, "FailJob")),
+    (_failed([("side", 42)]), (None, True, "Count")),                 # another container: NotIn 1,2
+    (_failed([("main", 1)], ["DisruptionTarget"]), (None, False, "Ignore")),
+    (_failed([("main", 1)]), (None, False, "Ignore")),
+    (_failed([("main", 2)]), (None, True, None)),                     # no rule: counted
+    (_failed([("main", 0)]), (None, True, None)),                     # exit code 0 never matches
+])
+def test_pod_failure_policy(pod, want):
+    from kubelab.controller.job.failurepolicy import match
+    assert match(POLICY, pod) == want
+    assert match(None, pod) == (None, True, None)
+
+
+def test_failure_policy_means_only_failed_pods_fail():
+    job = {**JOB, "spec": {**JOB["spec"], "podFailurePolicy": POLICY}}
+    deleted = {"metadata": {"deletionTimestamp": "2024-01-01T00:00:00Z"}, "status": {"phase": "Running"}}
+    assert not is_failed(deleted, job)

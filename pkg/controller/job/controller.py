@@ -11,6 +11,9 @@ Per Job key from the workqueue, as upstream's syncJob:
   `.status.uncountedTerminatedPods` (written first), then their finalizers are removed, then they
   move into `.status.succeeded/failed` (Indexed: `.status.completedIndexes` as "1,3-5"). A deleted
   pod that did not succeed counts as failed (podReplacementPolicy TerminatingOrFailed);
+* a podFailurePolicy rule may fail the Job at once (FailJob: reason PodFailurePolicy) or keep a
+  failure from counting (Ignore); with a policy, only Failed pods are failures and replacements
+  wait for terminating pods, as upstream;
 * after failures new pods wait 10 s doubling per failure in a row (capped at 10 minutes);
 * more failures than `backoffLimit` (or, with restartPolicy OnFailure, as many container restarts)
   fail the Job with reason BackoffLimitExceeded; `activeDeadlineSeconds` with DeadlineExceeded. The
@@ -42,10 +45,10 @@ from kubelab.client.workqueue import WorkQueue, run_workers
 from kubelab.controller.replicaset.controller import EXPECTATIONS_TIMEOUT, Expectations
 from kubelab.controller.replicaset.pods import controller_ref, slow_start_batches
 
-from . import indexes
+from . import failurepolicy, indexes
 from .backoff import BackoffRecord, new_record, remaining
 from .pods import (TRACKING_FINALIZER, active_for_removal, has_finalizer, is_active, is_failed, is_indexed,
-                   is_ready, is_terminating, phase, pod_from_template)
+                   is_ready, is_terminating, only_replace_failed, phase, pod_from_template)
 
 log = logging.getLogger(__name__)
 
@@ -335,8 +338,10 @@ class JobController:
             return True
         new_succeeded = [p for p in pods if valid(p) and phase(p) == "Succeeded"]
         new_failed = [p for p in pods if valid(p) and phase(p) != "Succeeded" and is_failed(p, job)]
+        policy = spec.get("podFailurePolicy")
+        counted_failed = [p for p in new_failed if failurepolicy.match(policy, p)[1]]
         succeeded = int(status.get("succeeded") or 0) + len(new_succeeded) + len(unc_s)
-        failed = int(status.get("failed") or 0) + len(new_failed) + len(unc_f)
+        failed = int(status.get("failed") or 0) + len(counted_failed) + len(unc_f)
         suspended = bool(spec.get("suspend"))
         if not status.get("startTime") and not suspended:
             status["startTime"] = rfc3339(now)
@@ -350,6 +355,13 @@ class JobController:
             finished = (SUCCESS_CRITERIA_MET, scm.get("reason") or "", scm.get("message") or "")
         elif ft is not None and ft.get("status") == "True":
             finished = ("Failed", ft.get("reason") or "", ft.get("message") or "")
+        elif policy is not None:
+            for p in pods:
+                if is_failed(p, job):
+                    msg = failurepolicy.match(policy, p)[0]
+                    if msg is not None:
+                        finished = (FAILURE_TARGET, "PodFailurePolicy", msg)
+                        break
         backoff_limit = int(spec["backoffLimit"]) if spec.get("backoffLimit") is not None else 6
         deadline = spec.get("activeDeadlineSeconds")
         if finished is None:
@@ -442,7 +454,7 @@ class JobController:
             self.expectations.expect(key, 0, len(victims))
             removed, removed_ready = await self._delete_pods(job, victims, keep_finalizer=False)
             return n - removed, removed, removed_ready, None
-        waiting = terminating if spec.get("podReplacementPolicy") == "Failed" else 0
+        waiting = terminating if only_replace_failed(job) else 0
         diff = want - waiting - n
         if diff <= 0:
             return n, 0, 0, None
@@ -502,7 +514,8 @@ class JobController:
                     unc["succeeded"].append(uid)
                     needs = True
             elif failed or (finished is not None and finished[0] != SUCCESS_CRITERIA_MET):
-                if uid not in unc["failed"] and (not indexed or (ix is not None and ix < completions)):
+                if uid not in unc["failed"] and (not indexed or (ix is not None and ix < completions)) and \
+                        failurepolicy.match(spec.get("podFailurePolicy"), pod)[1]:
                     unc["failed"].append(uid)
                     needs = True
             if len(new_idx) + len(unc["succeeded"]) + len(unc["failed"]) >= MAX_UNCOUNTED_PODS:

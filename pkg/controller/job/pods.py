@@ -45,13 +45,19 @@ def is_active(pod: Obj) -> bool:
 
 
 def is_failed(pod: Obj, job: Obj) -> bool:
-    """upstream isPodFailed: Failed, or (podReplacementPolicy TerminatingOrFailed) deleted and not
-    Succeeded, so that deleted pods count as failures."""
+    """upstream isPodFailed: Failed, or (podReplacementPolicy TerminatingOrFailed and no
+    podFailurePolicy) deleted and not Succeeded, so that deleted pods count as failures."""
     if phase(pod) == "Failed":
         return True
-    if (job.get("spec") or {}).get("podReplacementPolicy") == "Failed":
+    if only_replace_failed(job):
         return False
     return bool(pod["metadata"].get("deletionTimestamp")) and phase(pod) != "Succeeded"
+
+
+def only_replace_failed(job: Obj) -> bool:
+    """upstream onlyReplaceFailedPods: podReplacementPolicy Failed, or a podFailurePolicy."""
+    spec = job.get("spec") or {}
+    return spec.get("podReplacementPolicy") == "Failed" or spec.get("podFailurePolicy") is not None
 
 
 def is_terminating(pod: Obj) -> bool:
