@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from kubelab.controller.cronjob.cron import CronError, load_zone, parse
+from kubelab.api.batch.cron import CronError, load_zone, parse
 
 UTC = dt.timezone.utc
 

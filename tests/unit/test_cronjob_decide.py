@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from kubelab.controller.cronjob.cron import load_zone, parse
+from kubelab.api.batch.cron import load_zone, parse
 from kubelab.controller.cronjob.decide import (SCHEDULED_TIMESTAMP, decide, history_to_delete, job_from_template,
                                                job_name, most_recent_schedule_time, next_requeue)
 

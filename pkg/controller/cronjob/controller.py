@@ -25,7 +25,7 @@ from kubelab.client.rest import ApiError, Client, is_already_exists, is_conflict
 from kubelab.client.workqueue import WorkQueue, run_workers
 from kubelab.controller.replicaset.pods import controller_ref
 
-from .cron import CronError, load_zone, parse
+from kubelab.api.batch.cron import CronError, load_zone, parse
 from .decide import decide, history_to_delete, job_finished, job_from_template, next_requeue
 
 log = logging.getLogger(__name__)

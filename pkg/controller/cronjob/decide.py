@@ -11,7 +11,7 @@ from typing import Any
 
 from kubelab.api.tables import parse_time
 
-from .cron import Schedule
+from kubelab.api.batch.cron import Schedule
 
 Obj = dict[str, Any]
 

@@ -1,4 +1,5 @@
-"""Cron schedules as upstream's CronJob controller reads them (robfig/cron v3's ParseStandard).
+"""Cron schedules as upstream reads them (robfig/cron v3's ParseStandard), for the CronJob
+validation (spec.schedule, spec.timeZone) and the CronJob controller.
 
 Five fields (minute, hour, day of month, month, day of week) with `*`, `?`, lists `a,b`, ranges
 `a-b`, steps `*/n`, `a-b/n` and `a/n` (a to the maximum), month names jan-dec and day names sun-sat
@@ -6,8 +7,8 @@ Five fields (minute, hour, day of month, month, day of week) with `*`, `?`, list
 `@every <duration>`; a `TZ=` or `CRON_TZ=` prefix. As robfig, when both day fields are restricted a
 day matches either of them; when one of them is `*` (or `?`) both must match.
 
-`Schedule.next(t)` is the first activation strictly after t (in UTC), computed on wall-clock fields in the
-schedule's time zone: a time that does not exist on a spring-forward day is skipped, a time that
+`Schedule.next(t)` is the first activation strictly after t (in UTC), computed on wall-clock
+fields in the schedule's time zone: a time that does not exist on a spring-forward day is skipped, a time that
 occurs twice on a fall-back day fires twice (robfig's behaviour). None when nothing matches within
 five years (e.g. "0 0 30 2 *"). Error messages are robfig's, which upstream puts in its events.
 """
