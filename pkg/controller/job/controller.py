@@ -58,6 +58,7 @@ NAME = "job-controller"
 MAX_UNCOUNTED_PODS = 500
 MAX_POD_CREATE_DELETE_PER_SYNC = 500
 JOB_UID_INDEX = "job-controller-uid"
+MANAGED_BY = "kubernetes.io/job-controller"
 
 SUCCESS_CRITERIA_MET = "SuccessCriteriaMet"
 FAILURE_TARGET = "FailureTarget"
@@ -310,9 +311,11 @@ class JobController:
         if finished_condition(job):
             self.backoff.pop(key, None)
             return None
+        spec = job.get("spec") or {}
+        if spec.get("managedBy") not in (None, MANAGED_BY):
+            return None                # another controller runs this Job (upstream's JobManagedBy)
         if self._finalizers_pending(key):
             return None                # the informer has not shown our finalizer removals yet
-        spec = job.get("spec") or {}
         if spec.get("completionMode") not in (None, "NonIndexed", "Indexed"):
             self._event(job, "Warning", "UnknownCompletionMode", "Skipped Job sync because completion mode is unknown")
             return None
