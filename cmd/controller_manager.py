@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent-namespace-syncs", type=int, default=10, help="namespaces emptied at once")
     p.add_argument("--concurrent-daemonset-syncs", type=int, default=2, help="DaemonSets synced at once")
     p.add_argument("--concurrent-statefulset-syncs", type=int, default=5, help="StatefulSets synced at once")
+    p.add_argument("--concurrent-job-syncs", type=int, default=5, help="Jobs synced at once")
+    p.add_argument("--concurrent-cron-job-syncs", type=int, default=5, help="CronJobs synced at once")
+    p.add_argument("--concurrent-ttl-after-finished-syncs", type=int, default=5,
+                   help="TTL-after-finished workers (finished Jobs deleted at once)")
     add_leader_election(p, "kube-controller-manager")
     p.add_argument("--bind-address", default="0.0.0.0", help="address of the HTTPS health and metrics server")
     p.add_argument("--secure-port", type=int, default=10257, help="its port (0: no server)")
@@ -94,6 +98,9 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
                              concurrent_namespace_syncs=max(1, a.concurrent_namespace_syncs),
                              concurrent_daemonset_syncs=max(1, a.concurrent_daemonset_syncs),
                              concurrent_statefulset_syncs=max(1, a.concurrent_statefulset_syncs),
+                             concurrent_job_syncs=max(1, a.concurrent_job_syncs),
+                             concurrent_cron_job_syncs=max(1, a.concurrent_cron_job_syncs),
+                             concurrent_ttl_after_finished_syncs=max(1, a.concurrent_ttl_after_finished_syncs),
                              root_ca_pem=_read_ca(p, a.root_ca_file))
     if a.allocate_node_cidrs:
         from kubelab.controller.nodeipam.cidrset import CIDRSet, CIDRSetError

@@ -36,6 +36,9 @@ class ControllerOptions:
     concurrent_deployment_syncs: int = 5
     concurrent_daemonset_syncs: int = 2
     concurrent_statefulset_syncs: int = 5
+    concurrent_job_syncs: int = 5
+    concurrent_cron_job_syncs: int = 5
+    concurrent_ttl_after_finished_syncs: int = 5
     root_ca_pem: str = ""
 
 
@@ -145,6 +148,22 @@ async def _start_deployment(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.deployment.controller import NAME, DeploymentController
     ctrl = DeploymentController(ctx.client, ctx.factory, ctx.recorder(NAME))
     return ctrl.run(workers=ctx.options.concurrent_deployment_syncs)
+async def _start_job(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.job.controller import NAME, JobController
+    ctrl = JobController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_job_syncs)
+
+
+async def _start_cronjob(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.cronjob.controller import NAME, CronJobController
+    ctrl = CronJobController(ctx.client, ctx.factory, ctx.recorder(NAME))
+    return ctrl.run(workers=ctx.options.concurrent_cron_job_syncs)
+
+
+async def _start_ttl_after_finished(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.ttlafterfinished.controller import TTLAfterFinishedController
+    ctrl = TTLAfterFinishedController(ctx.client, ctx.factory)
+    return ctrl.run(workers=ctx.options.concurrent_ttl_after_finished_syncs)
 
 
 CONTROLLERS: list[ControllerSpec] = [
@@ -161,6 +180,9 @@ CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
     ControllerSpec("serviceaccount-controller", ("serviceaccount",), _start_serviceaccount),
     ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",), _start_root_ca),
+    ControllerSpec("job-controller", ("job",), _start_job),
+    ControllerSpec("cronjob-controller", ("cronjob",), _start_cronjob),
+    ControllerSpec("ttl-after-finished-controller", ("ttl-after-finished",), _start_ttl_after_finished),
 ]
 
 

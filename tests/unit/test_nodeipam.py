@@ -68,7 +68,8 @@ def test_controllers_selection_as_upstream():
     every = [c.name for c in CONTROLLERS if c.enabled_by_default]
     for name in ("node-ipam-controller", "replicaset-controller", "deployment-controller",
                  "garbage-collector-controller", "namespace-controller", "endpointslice-controller",
-                 "daemonset-controller", "statefulset-controller",
+                 "daemonset-controller", "statefulset-controller", "job-controller", "cronjob-controller",
+                 "ttl-after-finished-controller",
                  "serviceaccount-controller", "root-ca-certificate-publisher-controller"):
         assert name in every
     assert [c.name for c in select(["*"])] == every
@@ -78,6 +79,8 @@ def test_controllers_selection_as_upstream():
     assert {c.name for c in select(["serviceaccount", "endpointslice"])} == \
         {"serviceaccount-controller", "endpointslice-controller"}
     assert [c.name for c in select(["nodeipam"])] == ["node-ipam-controller"]
+    assert [c.name for c in select(["job", "cronjob", "ttl-after-finished"])] == \
+        [n for n in every if n in ("job-controller", "cronjob-controller", "ttl-after-finished-controller")]
     with pytest.raises(SelectionError, match='"bogus" is not in the list of known controllers'):
         select(["*", "-bogus"])
 

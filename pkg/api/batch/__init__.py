@@ -1,10 +1,13 @@
 """batch/v1 kinds: Job and CronJob."""
 from __future__ import annotations
 
+import re
+
 from .. import validation as v
 from ..apps import default_template, validate_selector_and_template
 from ..core import pods
 from ..registry import Kind
+from . import cron
 
 
 def _default_job(job: dict) -> None:
@@ -90,16 +93,61 @@ def _default_cronjob(cj: dict) -> None:
         _default_job(jt)
 
 
+_TZ_PART = re.compile(r"^[A-Za-z.\-_0-9+]{1,14}$")
+
+
+def _validate_schedule(sched: str) -> list:
+    """upstream validateScheduleFormat: robfig's parse error; no TZ in the schedule."""
+    errs = []
+    try:
+        cron.parse(sched)
+    except cron.CronError as e:
+        errs.append(v.invalid("spec.schedule", sched, str(e)))
+    if "TZ" in sched:
+        errs.append(v.invalid("spec.schedule", sched, "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"))
+    return errs
+
+
+def _validate_time_zone(tz: object) -> list:
+    """upstream validateTimeZone."""
+    if tz is None:
+        return []
+    if not isinstance(tz, str) or not tz:
+        return [v.invalid("spec.timeZone", tz, "timeZone must be nil or non-empty string")]
+    for part in tz.split("/"):
+        if part in (".", "..") or part.startswith("-") or not _TZ_PART.match(part):
+            return [v.invalid("spec.timeZone", tz, f"unknown time zone {tz}")]
+    if tz.lower() == "local":
+        return [v.invalid("spec.timeZone", tz,
+                          "timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones")]
+    try:
+        cron.load_zone(tz)
+    except cron.CronError as e:
+        return [v.invalid("spec.timeZone", tz, str(e))]
+    return []
+
+
 def _validate_cronjob(cj: dict) -> list:
     spec = cj.get("spec")
     if not isinstance(spec, dict):
         return [v.required("spec", "")]
     errs = []
+    name = (cj.get("metadata") or {}).get("name") or ""
+    if len(name) > 52:           # <name>-<11 digits> must stay a DNS-1035 label
+        errs.append(v.invalid("metadata.name", name, "must be no more than 52 characters"))
     sched = spec.get("schedule")
     if not sched:
         errs.append(v.required("spec.schedule", ""))
-    elif not isinstance(sched, str) or (len(sched.split()) not in (5,) and not sched.startswith("@")):
+    elif not isinstance(sched, str):
         errs.append(v.invalid("spec.schedule", sched, "unparseable schedule"))
+    else:
+        errs += _validate_schedule(sched)
+    if "timeZone" in spec:
+        errs += _validate_time_zone(spec["timeZone"])
+    for name in ("startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
+        val = spec.get(name)
+        if val is not None and (not isinstance(val, int) or val < 0):
+            errs.append(v.invalid(f"spec.{name}", val, "must be greater than or equal to 0"))
     cp = spec.get("concurrencyPolicy", "Allow")
     if cp not in ("Allow", "Forbid", "Replace"):
         errs.append(v.not_supported("spec.concurrencyPolicy", cp, ["Allow", "Forbid", "Replace"]))
