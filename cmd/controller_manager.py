@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent-resource-quota-syncs", type=int, default=5, help="ResourceQuotas recounted at once")
     p.add_argument("--resource-quota-sync-period", type=duration, default=300.0,
                    help="how often every quota is recounted in full")
+    p.add_argument("--cluster-signing-cert-file", default="",
+                   help="PEM CA certificate the CSR signer issues cluster-scoped certificates with")
+    p.add_argument("--cluster-signing-key-file", default="", help="its PEM private key")
+    p.add_argument("--cluster-signing-duration", type=duration, default=365 * 86400.0,
+                   help="the longest validity of a signed certificate (default 8760h0m0s)")
     p.add_argument("--concurrent-gc-syncs", type=int, default=20, help="garbage collector workers")
     p.add_argument("--concurrent-namespace-syncs", type=int, default=10, help="namespaces emptied at once")
     p.add_argument("--concurrent-daemonset-syncs", type=int, default=2, help="DaemonSets synced at once")
@@ -62,6 +67,26 @@ def _read_ca(p: argparse.ArgumentParser, path: str) -> str:
     if "-----BEGIN CERTIFICATE-----" not in text:
         p.error(f"--root-ca-file: {path} holds no PEM certificate")
     return text
+
+
+def _signing(p: argparse.ArgumentParser, cert: str, key: str, dur: float) -> dict:
+    if bool(cert) != bool(key):
+        p.error("--cluster-signing-cert-file and --cluster-signing-key-file must be given together")
+    if not cert:
+        return {"cluster_signing_duration": dur}
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    try:
+        cert_pem, key_pem = open(cert, "rb").read(), open(key, "rb").read()
+    except OSError as e:
+        p.error(f"cannot read the cluster signing certificate or key: {e.strerror}: {e.filename}")
+    try:
+        x509.load_pem_x509_certificate(cert_pem)
+        serialization.load_pem_private_key(key_pem, None)
+    except (ValueError, TypeError) as e:
+        p.error(f"invalid cluster signing certificate or key: {e}")
+    return {"cluster_signing_cert_pem": cert_pem, "cluster_signing_key_pem": key_pem,
+            "cluster_signing_duration": dur}
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
@@ -101,7 +126,9 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
                              concurrent_job_syncs=max(1, a.concurrent_job_syncs),
                              concurrent_cron_job_syncs=max(1, a.concurrent_cron_job_syncs),
                              concurrent_ttl_after_finished_syncs=max(1, a.concurrent_ttl_after_finished_syncs),
-                             root_ca_pem=_read_ca(p, a.root_ca_file))
+                             root_ca_pem=_read_ca(p, a.root_ca_file),
+                             **_signing(p, a.cluster_signing_cert_file, a.cluster_signing_key_file,
+                                        a.cluster_signing_duration))
     if a.allocate_node_cidrs:
         from kubelab.controller.nodeipam.cidrset import CIDRSet, CIDRSetError
         for c in cidrs:

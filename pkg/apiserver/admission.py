@@ -41,6 +41,18 @@ class Admission:
         self.default_toleration_seconds = default_toleration_seconds
 
     async def mutate(self, request, k: Kind, obj: dict, old: dict | None, op: str) -> None:
+        if k.group == "certificates.k8s.io" and k.plural == "certificatesigningrequests" and op == "CREATE":
+            # the requester is whoever sent it, never what the body claims (as upstream's strategy)
+            user = (request.get("user") if request is not None else None) or {}
+            spec = obj.setdefault("spec", {})
+            for f in ("username", "uid", "groups", "extra"):
+                spec.pop(f, None)
+            if user.get("username"):
+                spec["username"] = user["username"]
+            if user.get("uid"):
+                spec["uid"] = user["uid"]
+            if user.get("groups"):
+                spec["groups"] = list(user["groups"])
         if k.group == "" and k.plural == "pods" and op == "CREATE":
             spec = obj.setdefault("spec", {})
             if not spec.get("serviceAccountName"):

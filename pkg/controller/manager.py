@@ -40,6 +40,9 @@ class ControllerOptions:
     concurrent_cron_job_syncs: int = 5
     concurrent_ttl_after_finished_syncs: int = 5
     root_ca_pem: str = ""
+    cluster_signing_cert_pem: bytes = b""
+    cluster_signing_key_pem: bytes = b""
+    cluster_signing_duration: float = 365 * 86400.0
 
 
 @dataclass
@@ -119,6 +122,27 @@ async def _start_resourcequota(ctx: ControllerContext) -> Awaitable[Any] | None:
                                    ).run(workers=ctx.options.concurrent_resource_quota_syncs)
 
 
+async def _start_csrsigning(ctx: ControllerContext) -> Awaitable[Any] | None:
+    o = ctx.options
+    if not (o.cluster_signing_cert_pem and o.cluster_signing_key_pem):
+        log.info("certificatesigningrequest-signing-controller is not started: no --cluster-signing-cert-file "
+                 "and --cluster-signing-key-file")
+        return None
+    from kubelab.controller.certificates.controller import CSRSigningController
+    return CSRSigningController(ctx.client, ctx.factory, o.cluster_signing_cert_pem, o.cluster_signing_key_pem,
+                                o.cluster_signing_duration).run()
+
+
+async def _start_csrapproving(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.certificates.controller import CSRApprovingController
+    return CSRApprovingController(ctx.client, ctx.factory).run()
+
+
+async def _start_csrcleaner(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.certificates.controller import CSRCleanerController
+    return CSRCleanerController(ctx.client, ctx.factory).run(workers=1)
+
+
 async def _start_serviceaccount(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.serviceaccount.controller import ServiceAccountController
     return ServiceAccountController(ctx.client, ctx.factory).run()
@@ -175,6 +199,9 @@ CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("endpoints-controller", ("endpoint",), _start_endpoints),
     ControllerSpec("disruption-controller", ("disruption",), _start_disruption),
     ControllerSpec("resourcequota-controller", ("resourcequota",), _start_resourcequota),
+    ControllerSpec("certificatesigningrequest-signing-controller", ("csrsigning",), _start_csrsigning),
+    ControllerSpec("certificatesigningrequest-approving-controller", ("csrapproving",), _start_csrapproving),
+    ControllerSpec("certificatesigningrequest-cleaner-controller", ("csrcleaner",), _start_csrcleaner),
     ControllerSpec("daemonset-controller", ("daemonset",), _start_daemonset),
     ControllerSpec("statefulset-controller", ("statefulset",), _start_statefulset),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
