@@ -29,6 +29,14 @@ class ControllerOptions:
     service_cidrs: list[str] = field(default_factory=list)
     concurrent_replicaset_syncs: int = 5
     root_ca_pem: str = ""
+    node_monitor_period: float = 5.0
+    node_monitor_grace_period: float = 40.0
+    node_startup_grace_period: float = 60.0
+    node_eviction_rate: float = 0.1
+    secondary_node_eviction_rate: float = 0.01
+    large_cluster_size_threshold: int = 50
+    unhealthy_zone_threshold: float = 0.55
+    terminated_pod_gc_threshold: int = 12500
 
 
 @dataclass
@@ -93,12 +101,38 @@ async def _start_root_ca(ctx: ControllerContext) -> Awaitable[Any] | None:
     return RootCAPublisher(ctx.client, ctx.factory, ctx.options.root_ca_pem).run()
 
 
+async def _start_nodelifecycle(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.nodelifecycle.controller import (EVENT_COMPONENT, NodeLifecycleController,
+                                                             NodeLifecycleOptions)
+    from kubelab.controller.nodelifecycle.zones import EvictionRates
+    o = ctx.options
+    opts = NodeLifecycleOptions(monitor_period=o.node_monitor_period, grace_period=o.node_monitor_grace_period,
+                                startup_grace_period=o.node_startup_grace_period,
+                                unhealthy_zone_threshold=o.unhealthy_zone_threshold,
+                                rates=EvictionRates(o.node_eviction_rate, o.secondary_node_eviction_rate,
+                                                    o.large_cluster_size_threshold))
+    return NodeLifecycleController(ctx.client, ctx.factory, ctx.recorder(EVENT_COMPONENT), opts).run()
+
+
+async def _start_taint_eviction(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.tainteviction.controller import NAME, TaintEvictionController
+    return TaintEvictionController(ctx.client, ctx.factory, ctx.recorder(NAME)).run()
+
+
+async def _start_podgc(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.podgc.controller import PodGCController
+    return PodGCController(ctx.client, ctx.factory, ctx.options.terminated_pod_gc_threshold).run()
+
+
 CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("node-ipam-controller", ("nodeipam",), _start_nodeipam),
     ControllerSpec("replicaset-controller", ("replicaset",), _start_replicaset),
     ControllerSpec("endpointslice-controller", ("endpointslice",), _start_endpointslice),
     ControllerSpec("serviceaccount-controller", ("serviceaccount",), _start_serviceaccount),
     ControllerSpec("root-ca-certificate-publisher-controller", ("root-ca-cert-publisher",), _start_root_ca),
+    ControllerSpec("node-lifecycle-controller", ("nodelifecycle",), _start_nodelifecycle),
+    ControllerSpec("taint-eviction-controller", (), _start_taint_eviction),
+    ControllerSpec("pod-garbage-collector-controller", ("podgc",), _start_podgc),
 ]
 
 

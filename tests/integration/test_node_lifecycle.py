@@ -1,0 +1,214 @@
+"""Node lifecycle, taint-based eviction and PodGC in kubelab-controller-manager against the real
+apiserver, with the scheduler, the ReplicaSet controller and hollow nodes.
+
+A hollow node whose process is SIGKILLed stops renewing its Lease: within the grace period it turns
+Ready=Unknown (NodeStatusUnknown), gets the unreachable taints, its pods are marked NotReady and,
+tolerating unreachable for 5 s, are evicted about 5 s later (not before) with the DisruptionTarget
+condition and recreated by their ReplicaSet on the surviving nodes; restarted, it is Ready again
+and untainted. A pod bound to a node that does not exist is garbage collected after the quarantine.
+A NoExecute taint a pod does not tolerate deletes it at once; tolerationSeconds delays it; taking
+the taint away cancels a pending eviction."""
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kubelab.api.tables import parse_time
+from kubelab.client.rest import ApiError, Client
+from kubelab.lab.controlplane import free_port, spawn
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+UNREACHABLE = "node.kubernetes.io/unreachable"
+NOT_READY = "node.kubernetes.io/not-ready"
+
+
+def api(cp, fn):
+    async def go():
+        async with Client.from_kubeconfig(str(cp.kubeconfig), component="nodelifecycle-test") as c:
+            return await fn(c)
+    return asyncio.run(go())
+
+
+def wait(cond, timeout, what, interval=0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
+
+
+def stop_all(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def cond(obj, ctype):
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == ctype), None)
+
+
+def ts(value):
+    return parse_time(value).timestamp()
+
+
+def hollow(kc, prefix, labels, log, keep=False):
+    args = [str(BIN / "kubelab"), "hollow-nodes", "--kubeconfig", kc, "--count", "1", "--prefix", prefix,
+            "--pod-ready-delay", "300ms", "--node-labels", labels, "--node-lease-renew-interval", "1s"]
+    return spawn(args + (["--keep-nodes"] if keep else []), log)
+
+
+def test_dead_node_is_tainted_its_pods_evicted_and_recreated(control_plane, tmp_path):
+    uid = uuid.uuid4().hex[:5]
+    ns, profile = f"nl-{uid}", f"nl-sched-{uid}"
+    labels = f"nl-test={uid},topology.kubernetes.io/zone=z-{uid}"     # a zone of our own
+    dead, alive = f"b{uid}-00000", [f"a{uid}-00000", f"c{uid}-00000"]
+    (tmp_path / "sched.yaml").write_text(f"apiVersion: kubescheduler.config.k8s.io/v1\n"
+                                         f"kind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: {profile}\n")
+    kc = str(control_plane.kubeconfig)
+    tol = [{"key": k, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}
+           for k in (UNREACHABLE, NOT_READY)]
+    rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web", "namespace": ns},
+          "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "web"}},
+                   "template": {"metadata": {"labels": {"app": "web"}},
+                                "spec": {"schedulerName": profile, "nodeSelector": {"nl-test": uid},
+                                         "tolerations": tol,
+                                         "containers": [{"name": "c", "image": "nginx",
+                                                         "resources": {"requests": {"cpu": "2"}}}]}}}}
+    procs: list[subprocess.Popen] = []
+    restarted = None
+
+    def pods():
+        return api(control_plane, lambda c: c.list("v1", "pods", ns))["items"]
+
+    def node(name):
+        return api(control_plane, lambda c: c.get("v1", "nodes", None, name))
+
+    try:
+        api(control_plane, lambda c: c.create("v1", "namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                                   "metadata": {"name": ns}}))
+        # bound to a node that never existed: podgc deletes it after the 40 s quarantine
+        api(control_plane, lambda c: c.create("v1", "pods", {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "namespace": ns},
+            "spec": {"nodeName": f"ghost-{uid}", "containers": [{"name": "c", "image": "nginx"}]}}, ns))
+        killed = hollow(kc, f"b{uid}", labels, tmp_path / "hollow-b.log", keep=True)
+        procs += [hollow(kc, f"a{uid}", labels, tmp_path / "hollow-a.log"),
+                  hollow(kc, f"c{uid}", labels, tmp_path / "hollow-c.log"), killed]
+        wait(lambda: all(cond(node(n), "Ready") for n in [dead, *alive]) if _exist(control_plane, [dead, *alive])
+             else None, 30, "3 hollow nodes registered")
+        cm_started = time.monotonic()
+        procs += [spawn([str(BIN / "kubelab-controller-manager"), "--kubeconfig", kc, "--controllers",
+                         "nodelifecycle,taint-eviction-controller,podgc,replicaset",
+                         "--node-monitor-grace-period", "8s", "--node-monitor-period", "1s",
+                         "--leader-elect-resource-name", f"kcm-{uid}", "--secure-port", "0"], tmp_path / "cm.log"),
+                  spawn([str(BIN / "kubelab-scheduler"), "--kubeconfig", kc, "--config", str(tmp_path / "sched.yaml"),
+                         "--leader-elect=false", "--secure-port", str(free_port()), "--bind-address", "127.0.0.1"],
+                        tmp_path / "sched.log")]
+        api(control_plane, lambda c: c.create("apps/v1", "replicasets", rs, ns))
+        wait(lambda: sum(1 for p in pods() if (cond(p, "Ready") or {}).get("status") == "True") == 6, 60,
+             "6 ready pods")
+        on_dead = {p["metadata"]["name"] for p in pods() if p["spec"].get("nodeName") == dead}
+        assert on_dead, "the scheduler put no pod on the node that will die"
+        before = cond(node(dead), "Ready")
+        assert before["status"] == "True"
+        assert not [t for t in node(dead)["spec"].get("taints") or [] if t["key"] in (UNREACHABLE, NOT_READY)]
+
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        t_kill = time.monotonic()
+        ready = wait(lambda: (lambda c: c if c["status"] == "Unknown" else None)(cond(node(dead), "Ready")), 20,
+                     "Ready=Unknown")
+        t_unknown = time.monotonic() - t_kill
+        # the last renewal was up to 1 s before the kill; one monitor period and a poll on top
+        assert 6.0 <= t_unknown <= 8 + 1 + 1 + 2, t_unknown
+        assert ready["reason"] == "NodeStatusUnknown"
+        assert ready["message"] == "Kubelet stopped posting node status."
+        assert ready["lastHeartbeatTime"] == before["lastHeartbeatTime"]
+        assert ts(ready["lastTransitionTime"]) > ts(before["lastTransitionTime"])
+        n = node(dead)
+        for ctype in ("MemoryPressure", "DiskPressure", "PIDPressure"):
+            assert cond(n, ctype)["status"] == "Unknown" and cond(n, ctype)["reason"] == "NodeStatusUnknown"
+        taint = wait(lambda: next((t for t in node(dead)["spec"].get("taints") or []
+                                   if t["key"] == UNREACHABLE and t["effect"] == "NoExecute"), None), 5,
+                     "the unreachable NoExecute taint")
+        t_taint = time.monotonic()
+        assert taint.get("timeAdded")
+        wait(lambda: any(t["key"] == UNREACHABLE and t["effect"] == "NoSchedule"
+                         for t in node(dead)["spec"].get("taints") or []), 5, "the unreachable NoSchedule taint")
+        # MarkPodsNotReady
+        wait(lambda: all((cond(p, "Ready") or {}).get("status") == "False" for p in pods()
+                         if p["metadata"]["name"] in on_dead), 5, "pods on the dead node NotReady")
+        # not evicted before tolerationSeconds
+        while time.monotonic() < t_taint + 3.0:
+            assert not [p for p in pods() if p["metadata"]["name"] in on_dead
+                        and p["metadata"].get("deletionTimestamp")], "evicted before tolerationSeconds"
+            time.sleep(0.3)
+        evicted = wait(lambda: (lambda ps: ps if len(ps) == len(on_dead) else None)(
+            [p for p in pods() if p["metadata"]["name"] in on_dead and p["metadata"].get("deletionTimestamp")]),
+            10, "pods on the dead node evicted")
+        for p in evicted:
+            dt = cond(p, "DisruptionTarget")
+            assert dt and dt["status"] == "True" and dt["reason"] == "DeletionByTaintManager", p["status"]
+            assert dt["message"] == "Taint manager: deleting due to NoExecute taint"
+            assert 4 <= ts(dt["lastTransitionTime"]) - ts(taint["timeAdded"]) <= 8
+        # the ReplicaSet recreates them on the surviving nodes
+        wait(lambda: (lambda live: len(live) == 6 and {p["spec"].get("nodeName") for p in live} <= set(alive)
+                      and all((cond(p, "Ready") or {}).get("status") == "True" for p in live))(
+            [p for p in pods() if p["metadata"]["name"] != "orphan" and not p["metadata"].get("deletionTimestamp")]),
+            30, "6 ready replicas on the surviving nodes")
+        events = api(control_plane, lambda c: c.list("v1", "events", ns,
+                                                     field_selector="reason=TaintManagerEviction"))["items"]
+        assert {e["message"] for e in events} >= {f"Marking for deletion Pod {ns}/{n}" for n in on_dead}
+        node_events = api(control_plane, lambda c: c.list("v1", "events", "default",
+                                                          field_selector=f"involvedObject.name={dead}"))["items"]
+        got = {(e["reason"], e["message"]) for e in node_events}
+        assert ("NodeNotReady", f"Node {dead} status is now: NodeNotReady") in got
+        assert ("RegisteredNode", f"Registered Node {dead} in Controller") in got
+        assert all(e["source"]["component"] == "node-controller" for e in node_events
+                   if e["reason"] in ("NodeNotReady", "RegisteredNode"))
+
+        # the node comes back: Ready again, its taints go away
+        restarted = hollow(kc, f"b{uid}", labels, tmp_path / "hollow-b2.log")
+        procs.append(restarted)
+        wait(lambda: (lambda n: (cond(n, "Ready") or {}).get("status") == "True" and not [
+            t for t in n["spec"].get("taints") or [] if t["key"] in (UNREACHABLE, NOT_READY)])(node(dead)), 20,
+             "Ready again and untainted")
+
+        # podgc: the orphan outlived the first passes (quarantine), then goes
+        wait(lambda: "orphan" not in {p["metadata"]["name"] for p in pods()}, max(5.0, cm_started + 70 - time.monotonic()),
+             "the orphaned pod garbage collected")
+        assert time.monotonic() - cm_started >= 38, "the orphan was deleted before the quarantine"
+    finally:
+        stop_all(procs)
+        for name in (dead,):
+            for av, res, nsp in (("v1", "nodes", None), ("coordination.k8s.io/v1", "leases", "kube-node-lease")):
+                try:
+                    api(control_plane, lambda c: c.delete(av, res, nsp, name))
+                except ApiError:
+                    pass
+        api(control_plane, lambda c: c.delete("v1", "namespaces", None, ns))
+    for log in ("cm.log", "sched.log", "hollow-a.log", "hollow-b.log", "hollow-b2.log"):
+        text = (tmp_path / log).read_text()
+        assert "Traceback" not in text, text[-3000:]
+
+
+def _exist(cp, names):
+    have = {n["metadata"]["name"] for n in api(cp, lambda c: c.list("v1", "nodes"))["items"]}
+    return set(names) <= have
