@@ -212,3 +212,73 @@ def test_dead_node_is_tainted_its_pods_evicted_and_recreated(control_plane, tmp_
 def _exist(cp, names):
     have = {n["metadata"]["name"] for n in api(cp, lambda c: c.list("v1", "nodes"))["items"]}
     return set(names) <= have
+
+
+def test_noexecute_taint_evicts_untolerating_pods_at_once_and_tolerating_ones_later(control_plane, tmp_path):
+    uid = uuid.uuid4().hex[:5]
+    ns, name, key = f"te-{uid}", f"t{uid}-00000", f"kubelab.dev/evict-{uid}"
+    kc = str(control_plane.kubeconfig)
+
+    def pod(pname, tolerations):
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pname, "namespace": ns},
+                "spec": {"nodeName": name, "tolerations": tolerations,
+                         "containers": [{"name": "c", "image": "nginx"}]}}
+
+    def pods():
+        return {p["metadata"]["name"]: p for p in api(control_plane, lambda c: c.list("v1", "pods", ns))["items"]}
+
+    def deleting(pname):
+        p = pods().get(pname)
+        return p is None or bool(p["metadata"].get("deletionTimestamp"))
+
+    def set_taints(taints):
+        api(control_plane, lambda c: c.patch("v1", "nodes", None, name, {"spec": {"taints": taints}}))
+
+    # the node lifecycle controller runs with its defaults and reports them
+    procs = [spawn([str(BIN / "kubelab-controller-manager"), "--kubeconfig", kc, "--controllers",
+                    "taint-eviction-controller,nodelifecycle", "--leader-elect-resource-name", f"kcm-{uid}",
+                    "--secure-port", "0"], tmp_path / "cm.log"),
+             hollow(kc, f"t{uid}", f"te-test={uid},topology.kubernetes.io/zone=z-{uid}", tmp_path / "hollow.log")]
+    try:
+        api(control_plane, lambda c: c.create("v1", "namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                                   "metadata": {"name": ns}}))
+        wait(lambda: _exist(control_plane, [name]), 30, "the hollow node")
+        specs = {"none": [], "forever": [{"key": key, "operator": "Exists", "effect": "NoExecute"}],
+                 "three": [{"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3}],
+                 "ten": [{"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}]}
+        for pname, tols in specs.items():
+            api(control_plane, lambda c, p=pod(pname, tols): c.create("v1", "pods", p, ns))
+        wait(lambda: (lambda ps: len(ps) == 4 and all(p["status"].get("phase") == "Running" for p in ps.values()))(
+            pods()), 30, "4 running pods")
+        wait(lambda: "node-monitor-grace-period=40s" in (tmp_path / "cm.log").read_text(), 10,
+             "the default grace period reported")
+
+        set_taints([{"key": key, "value": "x", "effect": "NoExecute"}])
+        t0 = time.monotonic()
+        wait(lambda: deleting("none"), 3, "the pod without a toleration deleted at once", interval=0.1)
+        assert time.monotonic() - t0 < 3
+        while time.monotonic() < t0 + 2.0:
+            assert not deleting("three"), "evicted before its tolerationSeconds"
+            time.sleep(0.2)
+        wait(lambda: deleting("three"), 5, "the pod tolerating 3 s deleted")
+        assert time.monotonic() - t0 >= 2.8
+        events = {e["involvedObject"]["name"]: e["message"] for e in api(
+            control_plane, lambda c: c.list("v1", "events", ns, field_selector="reason=TaintManagerEviction"))["items"]}
+        assert events.get("none") == f"Marking for deletion Pod {ns}/none"
+        assert events.get("three") == f"Marking for deletion Pod {ns}/three"
+
+        # the taint goes away: the pending eviction of "ten" is cancelled, "forever" never goes
+        set_taints([])
+        wait(lambda: any(e["involvedObject"]["name"] == "ten" and e["message"] == f"Cancelling deletion of Pod {ns}/ten"
+                         for e in api(control_plane, lambda c: c.list("v1", "events", ns))["items"]), 5,
+             "the cancellation event")
+        while time.monotonic() < t0 + 11.5:
+            time.sleep(0.5)
+        left = pods()
+        assert not deleting("ten") and not deleting("forever"), left.keys()
+    finally:
+        stop_all(procs)
+        api(control_plane, lambda c: c.delete("v1", "namespaces", None, ns))
+    for log in ("cm.log", "hollow.log"):
+        text = (tmp_path / log).read_text()
+        assert "Traceback" not in text, text[-3000:]
