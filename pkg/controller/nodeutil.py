@@ -84,16 +84,23 @@ async def swap_node_controller_taint(client: Client, name: str, add: list[Obj], 
     return False
 
 
+def _node_ref(name: str, uid: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid, "namespace": ""}
+
+
 def record_node_event(recorder: EventRecorder | None, name: str, uid: str, event_type: str, reason: str,
-                      message: str) -> None:
+                      event: str) -> None:
+    """Upstream's RecordNodeEvent: the message is "Node <name> event: <event>"."""
     if recorder is not None:
-        recorder.event({"kind": "Node", "name": name, "uid": uid, "namespace": ""}, event_type, reason, message)
+        recorder.event(_node_ref(name, uid), event_type, reason, f"Node {name} event: {event}")
 
 
 def record_node_status_change(recorder: EventRecorder | None, node: Obj, new_status: str) -> None:
-    """Upstream records these with the node's name as its uid."""
+    """Upstream's RecordNodeStatusChange: reason new_status, "Node <name> status is now: <new_status>"."""
     name = node["metadata"]["name"]
-    record_node_event(recorder, name, name, "Normal", new_status, f"Node {name} status is now: {new_status}")
+    if recorder is not None:
+        recorder.event(_node_ref(name, node["metadata"].get("uid", "")), "Normal", new_status,
+                       f"Node {name} status is now: {new_status}")
 
 
 async def mark_pods_not_ready(client: Client, recorder: EventRecorder | None, pods: list[Obj],

@@ -180,7 +180,7 @@ def test_dead_node_is_tainted_its_pods_evicted_and_recreated(control_plane, tmp_
                                                           field_selector=f"involvedObject.name={dead}"))["items"]
         got = {(e["reason"], e["message"]) for e in node_events}
         assert ("NodeNotReady", f"Node {dead} status is now: NodeNotReady") in got
-        assert ("RegisteredNode", f"Registered Node {dead} in Controller") in got
+        assert ("RegisteredNode", f"Node {dead} event: Registered Node {dead} in Controller") in got
         assert all(e["source"]["component"] == "node-controller" for e in node_events
                    if e["reason"] in ("NodeNotReady", "RegisteredNode"))
 

@@ -66,7 +66,8 @@ def test_subnet_numbering_is_exact():
 
 def test_controllers_selection_as_upstream():
     every = ["node-ipam-controller", "replicaset-controller", "endpointslice-controller",
-             "serviceaccount-controller", "root-ca-certificate-publisher-controller"]
+             "serviceaccount-controller", "root-ca-certificate-publisher-controller", "node-lifecycle-controller",
+             "taint-eviction-controller", "pod-garbage-collector-controller"]
     assert [c.name for c in select(["*"])] == every
     assert [c.name for c in select(["*", "-nodeipam"])] == every[1:]
     assert [c.name for c in select(["serviceaccount", "endpointslice"])] == every[2:4]
