@@ -7,7 +7,8 @@ tolerating unreachable for 5 s, are evicted about 5 s later (not before) with th
 condition and recreated by their ReplicaSet on the surviving nodes; restarted, it is Ready again
 and untainted. A pod bound to a node that does not exist is garbage collected after the quarantine.
 A NoExecute taint a pod does not tolerate deletes it at once; tolerationSeconds delays it; taking
-the taint away cancels a pending eviction."""
+the taint away cancels a pending eviction. Ready=False brings the not-ready taints, pressure
+conditions and spec.unschedulable their NoSchedule taints, and they go when the node recovers."""
 from __future__ import annotations
 
 import asyncio
@@ -279,6 +280,52 @@ def test_noexecute_taint_evicts_untolerating_pods_at_once_and_tolerating_ones_la
     finally:
         stop_all(procs)
         api(control_plane, lambda c: c.delete("v1", "namespaces", None, ns))
+    for log in ("cm.log", "hollow.log"):
+        text = (tmp_path / log).read_text()
+        assert "Traceback" not in text, text[-3000:]
+
+
+def test_taints_follow_conditions_and_unschedulable(control_plane, tmp_path):
+    uid = uuid.uuid4().hex[:5]
+    name = f"x{uid}-00000"
+    kc = str(control_plane.kubeconfig)
+    procs = [spawn([str(BIN / "kubelab-controller-manager"), "--kubeconfig", kc, "--controllers", "nodelifecycle",
+                    "--node-monitor-period", "1s", "--leader-elect-resource-name", f"kcm-{uid}", "--secure-port", "0"],
+                   tmp_path / "cm.log"),
+             spawn([str(BIN / "kubelab"), "hollow-nodes", "--kubeconfig", kc, "--count", "2", "--prefix", f"x{uid}",
+                    "--node-labels", f"topology.kubernetes.io/zone=z-{uid}", "--node-lease-renew-interval", "1s"],
+                   tmp_path / "hollow.log")]
+
+    def taints():
+        n = api(control_plane, lambda c: c.get("v1", "nodes", None, name))
+        return {(t["key"], t["effect"]): t for t in n["spec"].get("taints") or []}
+
+    def set_conditions(**statuses):
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        conds = [{"type": t, "status": s, "reason": "Test", "message": "set by the test", "lastHeartbeatTime": now,
+                  "lastTransitionTime": now} for t, s in statuses.items()]
+        api(control_plane, lambda c: c.patch("v1", "nodes", None, name, {"status": {"conditions": conds}},
+                                             "strategic", subresource="status"))
+
+    try:
+        wait(lambda: _exist(control_plane, [name, f"x{uid}-00001"]), 30, "the hollow nodes")
+        wait(lambda: "node lifecycle controller:" in (tmp_path / "cm.log").read_text(), 20, "the controller running")
+        set_conditions(Ready="False")
+        got = wait(lambda: (lambda t: t if {(NOT_READY, "NoSchedule"), (NOT_READY, "NoExecute")} <= t.keys()
+                            else None)(taints()), 10, "the not-ready taints")
+        assert got[(NOT_READY, "NoExecute")].get("timeAdded")
+        assert (UNREACHABLE, "NoExecute") not in got
+        set_conditions(Ready="True", MemoryPressure="True")
+        wait(lambda: (lambda t: (NOT_READY, "NoExecute") not in t and (NOT_READY, "NoSchedule") not in t
+                      and ("node.kubernetes.io/memory-pressure", "NoSchedule") in t)(taints()), 10,
+             "Ready again: not-ready taints gone, memory-pressure taint there")
+        api(control_plane, lambda c: c.patch("v1", "nodes", None, name, {"spec": {"unschedulable": True}}))
+        wait(lambda: ("node.kubernetes.io/unschedulable", "NoSchedule") in taints(), 10, "the unschedulable taint")
+        set_conditions(MemoryPressure="False")
+        api(control_plane, lambda c: c.patch("v1", "nodes", None, name, {"spec": {"unschedulable": False}}))
+        wait(lambda: not taints(), 10, "no taints left")
+    finally:
+        stop_all(procs)
     for log in ("cm.log", "hollow.log"):
         text = (tmp_path / log).read_text()
         assert "Traceback" not in text, text[-3000:]
