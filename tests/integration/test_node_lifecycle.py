@@ -193,7 +193,8 @@ def test_dead_node_is_tainted_its_pods_evicted_and_recreated(control_plane, tmp_
              "Ready again and untainted")
 
         # podgc: the orphan outlived the first passes (quarantine), then goes
-        wait(lambda: "orphan" not in {p["metadata"]["name"] for p in pods()}, max(5.0, cm_started + 70 - time.monotonic()),
+        wait(lambda: "orphan" not in {p["metadata"]["name"] for p in pods()},
+             max(5.0, cm_started + 70 - time.monotonic()),
              "the orphaned pod garbage collected")
         assert time.monotonic() - cm_started >= 38, "the orphan was deleted before the quarantine"
     finally:

@@ -128,7 +128,8 @@ NS = "NoSchedule"
       ("node.kubernetes.io/pid-pressure", NS)], []),
     ({"Ready": "True", "NetworkUnavailable": "True"}, False, [], [("node.kubernetes.io/network-unavailable", NS)], []),
     ({"Ready": "True"}, True, [], [("node.kubernetes.io/unschedulable", NS)], []),
-    ({"Ready": "True"}, False, [("node.kubernetes.io/unschedulable", NS)], [], [("node.kubernetes.io/unschedulable", NS)]),
+    ({"Ready": "True"}, False, [("node.kubernetes.io/unschedulable", NS)], [],
+     [("node.kubernetes.io/unschedulable", NS)]),
     # taints the controller does not own stay; NoExecute ones are not this pass's business
     ({"Ready": "True"}, False, [("dedicated", NS), ("node.kubernetes.io/unreachable", "NoExecute")], [], []),
 ])

@@ -84,6 +84,9 @@ class NodeLifecycleController:
         node = args[-1]
         self.node_queue.add(node["metadata"]["name"])
 
+    def _on_node_delete(self, node: Obj) -> None:      # a DeletedFinalStateUnknown is the object too
+        self.nodes_to_retry.discard(node["metadata"]["name"])
+
     def _on_pod_add(self, pod: Obj) -> None:
         if (pod.get("spec") or {}).get("nodeName"):
             self.pod_queue.add(meta_namespace_key(pod))
@@ -355,7 +358,7 @@ class NodeLifecycleController:
             await asyncio.sleep(period)
 
     async def run(self) -> None:
-        self.nodes.add_event_handler(self._on_node, self._on_node, None)
+        self.nodes.add_event_handler(self._on_node, self._on_node, self._on_node_delete)
         self.pods.add_event_handler(self._on_pod_add, self._on_pod_update, None)
         for inf in (self.nodes, self.pods, self.leases):
             if not await inf.wait_for_sync():

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from kubelab.client.events import EventRecorder
-from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFactory, split_meta_namespace_key
+from kubelab.client.informer import SharedInformerFactory, split_meta_namespace_key
 from kubelab.client.rest import ApiError, Client, is_not_found
 from kubelab.client.workqueue import WorkQueue, run_workers
 
@@ -66,8 +66,7 @@ class TaintEvictionController:
                 no_execute_taints((new.get("spec") or {}).get("taints")):
             self.node_queue.add(new["metadata"]["name"])
 
-    def _on_node_delete(self, node: Obj) -> None:
-        node = node.obj if isinstance(node, DeletedFinalStateUnknown) else node
+    def _on_node_delete(self, node: Obj) -> None:      # a DeletedFinalStateUnknown is the object too
         self.node_queue.add(node["metadata"]["name"])
 
     def _pod_item(self, pod: Obj) -> tuple[str, str]:
@@ -82,8 +81,7 @@ class TaintEvictionController:
             return
         self.pod_queue.add(self._pod_item(new))
 
-    def _on_pod_delete(self, pod: Obj) -> None:
-        pod = pod.obj if isinstance(pod, DeletedFinalStateUnknown) else pod
+    def _on_pod_delete(self, pod: Obj) -> None:        # a DeletedFinalStateUnknown is the object too
         self.pod_queue.add(self._pod_item(pod))
 
     # -- decisions -------------------------------------------------------------------------------------
