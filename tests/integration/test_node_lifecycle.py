@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -211,6 +213,17 @@ def test_dead_node_is_tainted_its_pods_evicted_and_recreated(control_plane, tmp_
         assert "Traceback" not in text, text[-3000:]
 
 
+def metrics(port):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=ctx, timeout=2) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
 def _exist(cp, names):
     have = {n["metadata"]["name"] for n in api(cp, lambda c: c.list("v1", "nodes"))["items"]}
     return set(names) <= have
@@ -290,9 +303,10 @@ def test_taints_follow_conditions_and_unschedulable(control_plane, tmp_path):
     uid = uuid.uuid4().hex[:5]
     name = f"x{uid}-00000"
     kc = str(control_plane.kubeconfig)
+    port = free_port()
     procs = [spawn([str(BIN / "kubelab-controller-manager"), "--kubeconfig", kc, "--controllers", "nodelifecycle",
-                    "--node-monitor-period", "1s", "--leader-elect-resource-name", f"kcm-{uid}", "--secure-port", "0"],
-                   tmp_path / "cm.log"),
+                    "--node-monitor-period", "1s", "--leader-elect-resource-name", f"kcm-{uid}",
+                    "--secure-port", str(port), "--bind-address", "127.0.0.1"], tmp_path / "cm.log"),
              spawn([str(BIN / "kubelab"), "hollow-nodes", "--kubeconfig", kc, "--count", "2", "--prefix", f"x{uid}",
                     "--node-labels", f"topology.kubernetes.io/zone=z-{uid}", "--node-lease-renew-interval", "1s"],
                    tmp_path / "hollow.log")]
@@ -325,6 +339,10 @@ def test_taints_follow_conditions_and_unschedulable(control_plane, tmp_path):
         set_conditions(MemoryPressure="False")
         api(control_plane, lambda c: c.patch("v1", "nodes", None, name, {"spec": {"unschedulable": False}}))
         wait(lambda: not taints(), 10, "no taints left")
+        zone = f'zone=":z-{uid}"'
+        wait(lambda: (lambda m: f"node_collector_zone_size{{{zone}}} 2.0" in m
+                      and f"node_collector_unhealthy_nodes_in_zone{{{zone}}} 0.0" in m)(metrics(port)), 10,
+             "the zone metrics")
     finally:
         stop_all(procs)
     for log in ("cm.log", "hollow.log"):

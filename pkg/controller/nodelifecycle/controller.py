@@ -29,6 +29,7 @@ from kubelab.client.workqueue import WorkQueue, run_workers
 from ..nodeutil import (POD_NODE_INDEX, mark_pods_not_ready, pod_node_index, ready_condition, record_node_event,
                         record_node_status_change, swap_node_controller_taint, zone_key)
 from ..podutil import get_condition
+from . import metrics
 from .health import NodeHealth, try_update_node_health
 from .taints import (MARK_REACHABLE, NOT_READY_TAINT, QUEUE, SWAP_TO_NOT_READY, SWAP_TO_UNREACHABLE,
                      UNREACHABLE_TAINT, no_execute_action, no_execute_taint_for, no_schedule_taint_diff)
@@ -271,7 +272,11 @@ class NodeLifecycleController:
         new_states: dict[str, str] = {}
         all_fully_disrupted = True
         for zone, conds in zone_conditions.items():
-            _, state = compute_zone_state(conds, self.o.unhealthy_zone_threshold)
+            unhealthy, state = compute_zone_state(conds, self.o.unhealthy_zone_threshold)
+            label = metrics.zone_label(zone)
+            metrics.ZONE_SIZE.labels(label).set(len(conds))
+            metrics.ZONE_HEALTH.labels(label).set(100 * (len(conds) - unhealthy) / len(conds))
+            metrics.UNHEALTHY_NODES.labels(label).set(unhealthy)
             if state != STATE_FULL_DISRUPTION:
                 all_fully_disrupted = False
             new_states[zone] = state
@@ -280,6 +285,10 @@ class NodeLifecycleController:
         all_were_fully_disrupted = True
         for zone in list(self.zone_states):
             if zone not in zone_conditions:
+                label = metrics.zone_label(zone)
+                metrics.ZONE_SIZE.labels(label).set(0)
+                metrics.ZONE_HEALTH.labels(label).set(100)
+                metrics.UNHEALTHY_NODES.labels(label).set(0)
                 del self.zone_states[zone]
                 continue
             if self.zone_states[zone] != STATE_FULL_DISRUPTION:
@@ -339,7 +348,10 @@ class NodeLifecycleController:
         if swap is None:
             return True, 0.0
         add, opposite = swap
-        return await swap_node_controller_taint(self.client, value.value, [add], [opposite]), 0.0
+        ok = await swap_node_controller_taint(self.client, value.value, [add], [opposite])
+        if ok:
+            metrics.EVICTIONS.labels(metrics.zone_label(zone_key(node))).inc()
+        return ok, 0.0
 
     async def do_no_execute_tainting_pass(self) -> None:
         for zone in list(self.tainters):

@@ -20,6 +20,7 @@ from kubelab.client.informer import SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_not_found
 
 from ..podutil import DISRUPTION_TARGET, patch_pod_status, update_pod_condition
+from . import metrics
 from .selection import (GC_CHECK_PERIOD, QUARANTINE_TIME, Quarantine, orphaned, terminated_to_delete,
                         terminating_out_of_service, unscheduled_terminating)
 
@@ -29,6 +30,8 @@ Obj = dict[str, Any]
 
 NAME = "pod-garbage-collector"
 DELETE_CONCURRENCY = 16
+ORPHAN_CONDITION = {"type": DISRUPTION_TARGET, "status": "True", "reason": "DeletionByPodGC",
+                    "message": "PodGC: node no longer exists"}
 
 
 class PodGCController:
@@ -43,10 +46,11 @@ class PodGCController:
         self.clock = time.monotonic
         self.deleted: list[str] = []          # keys of pods deleted, for logs and tests
 
-    async def _mark_failed_and_delete(self, pod: Obj, condition: Obj | None = None) -> None:
+    async def _mark_failed_and_delete(self, pod: Obj, reason: str, condition: Obj | None = None) -> None:
         m = pod["metadata"]
         key = f"{m['namespace']}/{m['name']}"
         log.info("PodGC is force deleting pod %s", key)
+        metrics.DELETING_PODS.labels(m["namespace"], reason).inc()
         try:
             st = pod.get("status") or {}
             if st.get("phase") not in ("Succeeded", "Failed"):
@@ -61,15 +65,17 @@ class PodGCController:
         except ApiError as e:
             if not is_not_found(e):
                 log.warning("pod %s not garbage collected: %s", key, e)
+                metrics.DELETING_POD_ERRORS.labels(m["namespace"], reason).inc()
         except OSError as e:
             log.warning("pod %s not garbage collected: %s", key, e)
+            metrics.DELETING_POD_ERRORS.labels(m["namespace"], reason).inc()
 
-    async def _delete_all(self, pods: list[Obj], condition: Obj | None = None) -> None:
+    async def _delete_all(self, pods: list[Obj], reason: str, condition: Obj | None = None) -> None:
         sem = asyncio.Semaphore(DELETE_CONCURRENCY)
 
         async def one(p: Obj) -> None:
             async with sem:
-                await self._mark_failed_and_delete(p, condition)
+                await self._mark_failed_and_delete(p, reason, condition)
         await asyncio.gather(*(one(p) for p in pods))
 
     async def _node_exists(self, name: str) -> bool | None:
@@ -93,8 +99,8 @@ class PodGCController:
             victims = terminated_to_delete(pods, self.threshold)
             if victims:
                 log.info("garbage collecting %d terminated pods", len(victims))
-                await self._delete_all(victims)
-        await self._delete_all(terminating_out_of_service(pods, self.nodes.get))
+                await self._delete_all(victims, metrics.REASON_TERMINATED)
+        await self._delete_all(terminating_out_of_service(pods, self.nodes.get), metrics.REASON_OUT_OF_SERVICE)
         now = self.clock()
         self.quarantine.observe(pods, existing, now)
         deleted_nodes = set()
@@ -106,9 +112,8 @@ class PodGCController:
             for p in orphans:
                 log.info("found orphaned pod %s/%s assigned to the node %s, deleting", p["metadata"]["namespace"],
                          p["metadata"]["name"], p["spec"]["nodeName"])
-            await self._delete_all(orphans, {"type": DISRUPTION_TARGET, "status": "True", "reason": "DeletionByPodGC",
-                                             "message": "PodGC: node no longer exists"})
-        await self._delete_all(unscheduled_terminating(pods))
+            await self._delete_all(orphans, metrics.REASON_ORPHANED, ORPHAN_CONDITION)
+        await self._delete_all(unscheduled_terminating(pods), metrics.REASON_UNSCHEDULED)
 
     async def run(self) -> None:
         for inf in (self.pods, self.nodes):

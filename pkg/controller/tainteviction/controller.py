@@ -24,6 +24,7 @@ from kubelab.client.workqueue import WorkQueue, run_workers
 
 from ..nodeutil import POD_NODE_INDEX, pod_node_index
 from ..podutil import DISRUPTION_TARGET, patch_pod_status, update_pod_condition
+from . import metrics
 from .timedworkers import TimedWorkerQueue
 from .tolerations import decide, no_execute_taints
 
@@ -156,6 +157,8 @@ class TaintEvictionController:
         for _ in range(DELETE_RETRIES):
             try:
                 await self._add_condition_and_delete(ns or "", name)
+                metrics.POD_DELETIONS.inc()
+                metrics.POD_DELETION_LATENCY.observe(max(0.0, self.now() - fire_at))
                 return
             except ApiError as e:
                 if is_not_found(e):
