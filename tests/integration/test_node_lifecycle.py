@@ -139,8 +139,8 @@ def test_dead_node_is_tainted_its_pods_evicted_and_recreated(control_plane, tmp_
         ready = wait(lambda: (lambda c: c if c["status"] == "Unknown" else None)(cond(node(dead), "Ready")), 20,
                      "Ready=Unknown")
         t_unknown = time.monotonic() - t_kill
-        # the last renewal was up to 1 s before the kill; one monitor period and a poll on top
-        assert 6.0 <= t_unknown <= 8 + 1 + 1 + 2, t_unknown
+        # the last renewal was up to 1 s before the kill; one monitor period, a poll and a loaded host on top
+        assert 6.0 <= t_unknown <= 8 + 1 + 1 + 4, t_unknown
         assert ready["reason"] == "NodeStatusUnknown"
         assert ready["message"] == "Kubelet stopped posting node status."
         assert ready["lastHeartbeatTime"] == before["lastHeartbeatTime"]
@@ -170,7 +170,7 @@ def test_dead_node_is_tainted_its_pods_evicted_and_recreated(control_plane, tmp_
             dt = cond(p, "DisruptionTarget")
             assert dt and dt["status"] == "True" and dt["reason"] == "DeletionByTaintManager", p["status"]
             assert dt["message"] == "Taint manager: deleting due to NoExecute taint"
-            assert 4 <= ts(dt["lastTransitionTime"]) - ts(taint["timeAdded"]) <= 8
+            assert 4 <= ts(dt["lastTransitionTime"]) - ts(taint["timeAdded"]) <= 10
         # the ReplicaSet recreates them on the surviving nodes
         wait(lambda: (lambda live: len(live) == 6 and {p["spec"].get("nodeName") for p in live} <= set(alive)
                       and all((cond(p, "Ready") or {}).get("status") == "True" for p in live))(
