@@ -8,7 +8,8 @@ condition and recreated by their ReplicaSet on the surviving nodes; restarted, i
 and untainted. A pod bound to a node that does not exist is garbage collected after the quarantine.
 A NoExecute taint a pod does not tolerate deletes it at once; tolerationSeconds delays it; taking
 the taint away cancels a pending eviction. Ready=False brings the not-ready taints, pressure
-conditions and spec.unschedulable their NoSchedule taints, and they go when the node recovers."""
+conditions and spec.unschedulable their NoSchedule taints, and they go when the node recovers;
+a removed node gets the RemovingNode event."""
 from __future__ import annotations
 
 import asyncio
@@ -343,6 +344,11 @@ def test_taints_follow_conditions_and_unschedulable(control_plane, tmp_path):
         wait(lambda: (lambda m: f"node_collector_zone_size{{{zone}}} 2.0" in m
                       and f"node_collector_unhealthy_nodes_in_zone{{{zone}}} 0.0" in m)(metrics(port)), 10,
              "the zone metrics")
+        stop_all(procs[1:])            # the hollow process removes its nodes
+        wait(lambda: any(e["reason"] == "RemovingNode" and e["message"] == f"Node {name} event: Removing Node {name} "
+                         "from Controller" for e in api(control_plane, lambda c: c.list(
+                             "v1", "events", "default", field_selector=f"involvedObject.name={name}"))["items"]),
+             10, "the RemovingNode event")
     finally:
         stop_all(procs)
     for log in ("cm.log", "hollow.log"):
