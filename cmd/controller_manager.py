@@ -49,6 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent-cron-job-syncs", type=int, default=5, help="CronJobs synced at once")
     p.add_argument("--concurrent-ttl-after-finished-syncs", type=int, default=5,
                    help="TTL-after-finished workers (finished Jobs deleted at once)")
+    p.add_argument("--node-monitor-period", type=duration, default=5.0,
+                   help="how often the node lifecycle controller checks the nodes' health")
+    p.add_argument("--node-monitor-grace-period", type=duration, default=40.0,
+                   help="how long a node may go without a heartbeat or lease renewal before it is marked unhealthy")
+    p.add_argument("--node-startup-grace-period", type=duration, default=60.0,
+                   help="how long a starting node may be unresponsive before it is marked unhealthy")
+    p.add_argument("--node-eviction-rate", type=float, default=0.1,
+                   help="nodes per second tainted for eviction in a healthy zone")
+    p.add_argument("--secondary-node-eviction-rate", type=float, default=0.01,
+                   help="nodes per second tainted for eviction in an unhealthy zone (0 in small clusters)")
+    p.add_argument("--large-cluster-size-threshold", type=int, default=50,
+                   help="zones above this many nodes are large: their unhealthy-zone eviction rate is not 0")
+    p.add_argument("--unhealthy-zone-threshold", type=float, default=0.55,
+                   help="share of not-ready nodes (at least 3) that makes a zone unhealthy")
+    p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500,
+                   help="terminated pods kept before the pod garbage collector deletes them (0: never)")
     add_leader_election(p, "kube-controller-manager")
     p.add_argument("--bind-address", default="0.0.0.0", help="address of the HTTPS health and metrics server")
     p.add_argument("--secure-port", type=int, default=10257, help="its port (0: no server)")
@@ -108,6 +124,14 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
     if a.node_cidr_mask_size and (a.node_cidr_mask_size_ipv4 or a.node_cidr_mask_size_ipv6):
         p.error("usage of --node-cidr-mask-size is not allowed with --node-cidr-mask-size-ipv4 or "
                 "--node-cidr-mask-size-ipv6")
+    for flag in ("node_monitor_period", "node_monitor_grace_period", "node_startup_grace_period"):
+        if getattr(a, flag) <= 0:
+            p.error(f"--{flag.replace('_', '-')} must be positive")
+    for flag in ("node_eviction_rate", "secondary_node_eviction_rate", "large_cluster_size_threshold"):
+        if getattr(a, flag) < 0:
+            p.error(f"--{flag.replace('_', '-')} must not be negative")
+    if not 0 <= a.unhealthy_zone_threshold <= 1:
+        p.error("--unhealthy-zone-threshold must be within 0-1")
     if a.allocate_node_cidrs and not cidrs:
         p.error("--allocate-node-cidrs needs --cluster-cidr")
     v4 = a.node_cidr_mask_size_ipv4 or a.node_cidr_mask_size or 24
@@ -126,6 +150,14 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
                              concurrent_job_syncs=max(1, a.concurrent_job_syncs),
                              concurrent_cron_job_syncs=max(1, a.concurrent_cron_job_syncs),
                              concurrent_ttl_after_finished_syncs=max(1, a.concurrent_ttl_after_finished_syncs),
+                             node_monitor_period=a.node_monitor_period,
+                             node_monitor_grace_period=a.node_monitor_grace_period,
+                             node_startup_grace_period=a.node_startup_grace_period,
+                             node_eviction_rate=a.node_eviction_rate,
+                             secondary_node_eviction_rate=a.secondary_node_eviction_rate,
+                             large_cluster_size_threshold=a.large_cluster_size_threshold,
+                             unhealthy_zone_threshold=a.unhealthy_zone_threshold,
+                             terminated_pod_gc_threshold=a.terminated_pod_gc_threshold,
                              root_ca_pem=_read_ca(p, a.root_ca_file),
                              **_signing(p, a.cluster_signing_cert_file, a.cluster_signing_key_file,
                                         a.cluster_signing_duration))

@@ -43,6 +43,14 @@ class ControllerOptions:
     cluster_signing_cert_pem: bytes = b""
     cluster_signing_key_pem: bytes = b""
     cluster_signing_duration: float = 365 * 86400.0
+    node_monitor_period: float = 5.0
+    node_monitor_grace_period: float = 40.0
+    node_startup_grace_period: float = 60.0
+    node_eviction_rate: float = 0.1
+    secondary_node_eviction_rate: float = 0.01
+    large_cluster_size_threshold: int = 50
+    unhealthy_zone_threshold: float = 0.55
+    terminated_pod_gc_threshold: int = 12500
 
 
 @dataclass
@@ -172,6 +180,8 @@ async def _start_deployment(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.deployment.controller import NAME, DeploymentController
     ctrl = DeploymentController(ctx.client, ctx.factory, ctx.recorder(NAME))
     return ctrl.run(workers=ctx.options.concurrent_deployment_syncs)
+
+
 async def _start_job(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.job.controller import NAME, JobController
     ctrl = JobController(ctx.client, ctx.factory, ctx.recorder(NAME))
@@ -188,6 +198,29 @@ async def _start_ttl_after_finished(ctx: ControllerContext) -> Awaitable[Any] | 
     from kubelab.controller.ttlafterfinished.controller import TTLAfterFinishedController
     ctrl = TTLAfterFinishedController(ctx.client, ctx.factory)
     return ctrl.run(workers=ctx.options.concurrent_ttl_after_finished_syncs)
+
+
+async def _start_nodelifecycle(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.nodelifecycle.controller import (EVENT_COMPONENT, NodeLifecycleController,
+                                                             NodeLifecycleOptions)
+    from kubelab.controller.nodelifecycle.zones import EvictionRates
+    o = ctx.options
+    opts = NodeLifecycleOptions(monitor_period=o.node_monitor_period, grace_period=o.node_monitor_grace_period,
+                                startup_grace_period=o.node_startup_grace_period,
+                                unhealthy_zone_threshold=o.unhealthy_zone_threshold,
+                                rates=EvictionRates(o.node_eviction_rate, o.secondary_node_eviction_rate,
+                                                    o.large_cluster_size_threshold))
+    return NodeLifecycleController(ctx.client, ctx.factory, ctx.recorder(EVENT_COMPONENT), opts).run()
+
+
+async def _start_taint_eviction(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.tainteviction.controller import NAME, TaintEvictionController
+    return TaintEvictionController(ctx.client, ctx.factory, ctx.recorder(NAME)).run()
+
+
+async def _start_podgc(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.podgc.controller import PodGCController
+    return PodGCController(ctx.client, ctx.factory, ctx.options.terminated_pod_gc_threshold).run()
 
 
 CONTROLLERS: list[ControllerSpec] = [
@@ -210,6 +243,9 @@ CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("job-controller", ("job",), _start_job),
     ControllerSpec("cronjob-controller", ("cronjob",), _start_cronjob),
     ControllerSpec("ttl-after-finished-controller", ("ttl-after-finished",), _start_ttl_after_finished),
+    ControllerSpec("node-lifecycle-controller", ("nodelifecycle",), _start_nodelifecycle),
+    ControllerSpec("taint-eviction-controller", (), _start_taint_eviction),
+    ControllerSpec("pod-garbage-collector-controller", ("podgc",), _start_podgc),
 ]
 
 

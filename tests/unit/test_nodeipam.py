@@ -69,7 +69,8 @@ def test_controllers_selection_as_upstream():
     for name in ("node-ipam-controller", "replicaset-controller", "deployment-controller",
                  "garbage-collector-controller", "namespace-controller", "endpointslice-controller",
                  "daemonset-controller", "statefulset-controller", "job-controller", "cronjob-controller",
-                 "ttl-after-finished-controller",
+                 "ttl-after-finished-controller", "node-lifecycle-controller", "taint-eviction-controller",
+                 "pod-garbage-collector-controller",
                  "serviceaccount-controller", "root-ca-certificate-publisher-controller"):
         assert name in every
     assert [c.name for c in select(["*"])] == every

@@ -2,23 +2,12 @@
 nodes with fewer untolerated PreferNoSchedule taints."""
 from __future__ import annotations
 
+from ...api.taints import tolerates
 from ..framework import SUCCESS, CycleState, NodeInfo, Status, default_normalize
 
+__all__ = ["TaintToleration", "tolerates", "untolerated"]
+
 NAME = "TaintToleration"
-
-
-def tolerates(tol: dict, taint: dict) -> bool:
-    """Upstream's Toleration.ToleratesTaint."""
-    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
-        return False
-    if tol.get("key") and tol.get("key") != taint.get("key"):
-        return False
-    op = tol.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (tol.get("value") or "") == (taint.get("value") or "")
-    return False
 
 
 def untolerated(taints: list[dict], tolerations: list[dict], effects: tuple[str, ...]) -> dict | None:
