@@ -59,6 +59,8 @@ class SchedulingQueue:
         self._backoff: list[tuple[float, int, str]] = []
         self._pods: dict[str, QueuedPod] = {}          # every pod the queue holds, by key
         self._where: dict[str, str] = {}               # key -> active | backoff | unschedulable | inflight
+        self._counts = {"active": 0, "backoff": 0, "unschedulable": 0, "inflight": 0}
+        self._unschedulable: dict[str, None] = {}     # keys waiting for an event, in arrival order
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._closed = False
@@ -70,18 +72,28 @@ class SchedulingQueue:
         return len(self._pods)
 
     def counts(self) -> dict[str, int]:
-        out = {"active": 0, "backoff": 0, "unschedulable": 0, "inflight": 0}
-        for w in self._where.values():
-            out[w] += 1
-        return out
+        return dict(self._counts)
 
     def where(self, key: str) -> str | None:
         return self._where.get(key)
 
+    def _set(self, key: str, where: str | None) -> None:
+        """Move a key between the queues, keeping the counts and the unschedulable index."""
+        old = self._where.pop(key, None)
+        if old is not None:
+            self._counts[old] -= 1
+            if old == "unschedulable":
+                del self._unschedulable[key]
+        if where is not None:
+            self._where[key] = where
+            self._counts[where] += 1
+            if where == "unschedulable":
+                self._unschedulable[key] = None
+
     # -- adding ------------------------------------------------------------------------------------
 
     def _push_active(self, qp: QueuedPod) -> None:
-        self._where[qp.key] = "active"
+        self._set(qp.key, "active")
         heapq.heappush(self._active, _Entry(qp, self.less, next(self._seq)))
         self._wake.set()
 
@@ -102,7 +114,7 @@ class SchedulingQueue:
     def delete(self, pod: Obj) -> None:
         key = f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
         self._pods.pop(key, None)
-        self._where.pop(key, None)         # stale heap entries are skipped when popped
+        self._set(key, None)               # stale heap entries are skipped when popped
 
     def backoff_duration(self, qp: QueuedPod) -> float:
         d = self.initial_backoff * (2 ** max(0, qp.attempts - 1))
@@ -117,11 +129,11 @@ class SchedulingQueue:
             self._to_backoff(qp)
         else:
             qp.unschedulable_since = self.clock()
-            self._where[qp.key] = "unschedulable"
+            self._set(qp.key, "unschedulable")
 
     def _to_backoff(self, qp: QueuedPod, until: float | None = None) -> None:
         qp.backoff_until = until if until is not None else self.clock() + self.backoff_duration(qp)
-        self._where[qp.key] = "backoff"
+        self._set(qp.key, "backoff")
         heapq.heappush(self._backoff, (qp.backoff_until, next(self._seq), qp.key))
         self._wake.set()
 
@@ -129,7 +141,7 @@ class SchedulingQueue:
         """The pod was scheduled (or is no longer ours)."""
         if self._where.get(qp.key) == "inflight":
             self._pods.pop(qp.key, None)
-            self._where.pop(qp.key, None)
+            self._set(qp.key, None)
 
     def _move(self, qp: QueuedPod) -> None:
         """To the active queue, or to backoff while its last attempt's backoff has not passed."""
@@ -145,9 +157,7 @@ class SchedulingQueue:
         """A cluster event: unschedulable pods it may help (rejected by one of `plugins`, or all when
         None) move to the active (or backoff) queue."""
         n = 0
-        for key, w in list(self._where.items()):
-            if w != "unschedulable":
-                continue
+        for key in list(self._unschedulable):
             qp = self._pods[key]
             if plugins is not None and qp.rejected_by and not (qp.rejected_by & plugins):
                 continue
@@ -163,9 +173,10 @@ class SchedulingQueue:
             if qp is not None and self._where.get(key) == "backoff" and qp.backoff_until <= now:
                 qp.timestamp = now
                 self._push_active(qp)
-        for key, w in list(self._where.items()):
-            if w == "unschedulable" and now - self._pods[key].unschedulable_since >= MAX_IN_UNSCHEDULABLE:
-                self._move(self._pods[key])
+        for key in list(self._unschedulable):      # in arrival order: the oldest first
+            if now - self._pods[key].unschedulable_since < MAX_IN_UNSCHEDULABLE:
+                break
+            self._move(self._pods[key])
 
     # -- popping -------------------------------------------------------------------------------------
 
@@ -182,7 +193,7 @@ class SchedulingQueue:
                 qp = e.qp
                 if self._where.get(qp.key) != "active" or self._pods.get(qp.key) is not qp:
                     continue             # deleted or moved since it was pushed
-                self._where[qp.key] = "inflight"
+                self._set(qp.key, "inflight")
                 qp.attempts += 1
                 return qp
             self._wake.clear()
