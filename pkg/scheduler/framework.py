@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 from . import resources as R
+from .plugins.prioritysort import pod_priority     # the priority rule lives with PrioritySort
 
 Obj = dict[str, Any]
 
@@ -272,7 +273,6 @@ class Framework:
     def run_filter_with_nominated(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status:
         """Upstream's RunFilterPluginsWithNominatedPods: the pod must fit both with the pods
         nominated to this node at its priority or higher counted, and without them."""
-        from .plugins.prioritysort import pod_priority     # the priority rule lives with PrioritySort
         prio, uid = pod_priority(pod), pod_uid(pod)
         nominated = [p for p in self.nominated(node.name) if pod_priority(p) >= prio and pod_uid(p) != uid]
         if not nominated:

@@ -151,10 +151,10 @@ def test_pick_one_node(name, cands, want):
 
 def test_eligibility():
     plugin = DefaultPreemption()
-    n1 = infos([(node("n1"), [pod("dying", prio=1, deletionTimestamp="x") | {"metadata": {
-        "name": "dying", "namespace": "default", "uid": "dying", "deletionTimestamp": "2024-01-01T00:00:00Z"},
-        "status": {"conditions": [{"type": "DisruptionTarget", "status": "True",
-                                   "reason": "PreemptionByScheduler"}]}}])])[0]
+    dying = pod("dying", prio=1, conditions=[{"type": "DisruptionTarget", "status": "True",
+                                              "reason": "PreemptionByScheduler"}])
+    dying["metadata"]["deletionTimestamp"] = "2024-01-01T00:00:00Z"
+    n1 = infos([(node("n1"), [dying])])[0]
     assert plugin.eligible(pod("p", never=True), {}, {}) == (False, MSG_NEVER)
     assert plugin.eligible(pod("p", prio=10), {"n1": n1}, {}) == (True, "")
     waiting = pod("p", prio=10, nominatedNodeName="n1")

@@ -149,6 +149,11 @@ class PodTopologySpread:
                                  f"{c.get('whenUnsatisfiable')!r}")
             if not c.get("topologyKey") or int(c.get("maxSkew") or 0) <= 0:
                 raise ValueError(f"defaultConstraints[{i}]: topologyKey and a maxSkew > 0 are required")
+        try:
+            for action in (DO_NOT_SCHEDULE, SCHEDULE_ANYWAY):
+                constraints_of(default_constraints or [], {}, action)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"defaultConstraints: Invalid value: {e}") from None
         self.system_defaulted = defaulting_type == SYSTEM
         self.default_constraints = SYSTEM_DEFAULT_CONSTRAINTS if self.system_defaulted else \
             list(default_constraints or [])
@@ -219,7 +224,7 @@ class PodTopologySpread:
     def pre_filter(self, state: CycleState, pod: Obj, nodes: list[NodeInfo]) -> tuple[Status, None]:
         try:
             cs = self.constraints(pod, DO_NOT_SCHEDULE)
-        except SelectorError as e:
+        except (TypeError, ValueError) as e:       # SelectorError is a ValueError
             return Status.error(f"obtaining pod's hard topology spread constraints: {e}"), None
         if not cs:
             return Status(Code.SKIP), None
@@ -270,7 +275,7 @@ class PodTopologySpread:
     def pre_score(self, state: CycleState, pod: Obj, nodes: list[NodeInfo]) -> Status:
         try:
             cs = self.constraints(pod, SCHEDULE_ANYWAY)
-        except SelectorError as e:
+        except (TypeError, ValueError) as e:
             return Status.error(f"obtaining pod's soft topology spread constraints: {e}")
         if not cs:
             return Status(Code.SKIP)
