@@ -1,7 +1,8 @@
 """The scheduling queue (upstream's PriorityQueue): an active heap ordered by the profile's
 QueueSort (PrioritySort: priority, then arrival), a backoff heap (1 s doubling per attempt up to
 10 s), and the unschedulable pods, which wait for a cluster event that may make them fit (a node
-added or changed, a pod deleted) or at most five minutes.
+added or changed, a pod deleted) or at most five minutes. A pod that fails while such an event
+comes goes to backoff instead (upstream's moveRequestCycle), so the event is not lost.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class QueuedPod:
     unschedulable_since: float = 0.0
     backoff_until: float = 0.0
     rejected_by: set[str] = field(default_factory=set)   # plugins that rejected it last time
+    cycle: int = 0                           # the scheduling cycle of its last pop
 
     @property
     def key(self) -> str:
@@ -65,6 +67,8 @@ class SchedulingQueue:
         self._wake = asyncio.Event()
         self._closed = False
         self.moves = 0
+        self._cycle = 0              # scheduling cycles popped so far
+        self._move_cycle = -1        # the cycle during which the last cluster event came
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -125,7 +129,9 @@ class SchedulingQueue:
         if qp.key not in self._pods:
             return
         qp.rejected_by = rejected_by
-        if error:
+        if error or self._move_cycle >= qp.cycle:
+            # an event came while it was being scheduled (upstream's moveRequestCycle): it may have
+            # helped, so the pod retries after its backoff instead of waiting for the next one
             self._to_backoff(qp)
         else:
             qp.unschedulable_since = self.clock()
@@ -156,6 +162,7 @@ class SchedulingQueue:
     def move_all_unschedulable(self, event: str = "", plugins: set[str] | None = None) -> int:
         """A cluster event: unschedulable pods it may help (rejected by one of `plugins`, or all when
         None) move to the active (or backoff) queue."""
+        self._move_cycle = self._cycle
         n = 0
         for key in list(self._unschedulable):
             qp = self._pods[key]
@@ -195,6 +202,8 @@ class SchedulingQueue:
                     continue             # deleted or moved since it was pushed
                 self._set(qp.key, "inflight")
                 qp.attempts += 1
+                self._cycle += 1
+                qp.cycle = self._cycle
                 return qp
             self._wake.clear()
             timeout = 1.0

@@ -224,20 +224,21 @@ def test_preemption_respects_pdbs_nominates_then_binds(lab, ns):
               "metadata": {"name": f"{name}-{lab.uid}"}, "value": value}
         api(lab.cp, lambda c, pc=pc: c.create("scheduling.k8s.io/v1", "priorityclasses", pc))
     a0, a1 = lab.nodes[0], lab.nodes[1]
+    # the budget first (its status as the disruption controller, not run here, would write it), so
+    # the scheduler's PDB informer has it before the pods it guards are even bound
+    pdb = api(lab.cp, lambda c: c.create("policy/v1", "poddisruptionbudgets", {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guard", "namespace": ns},
+        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "guarded"}}}}, ns))
+    api(lab.cp, lambda c: c.patch("policy/v1", "poddisruptionbudgets", ns, "guard", {"status": {
+        "disruptionsAllowed": 0, "currentHealthy": 2, "desiredHealthy": 2, "expectedPods": 2,
+        "observedGeneration": pdb["metadata"].get("generation", 1)}}, subresource="status"))
+    # no Priority admission plugin in kubelab's apiserver yet: the pods carry the class's value too
     low = {"priorityClassName": f"low-{lab.uid}", "priority": 100}
     for node, app in ((a0, "guarded"), (a1, "free")):
         for i in range(2):
             lab.pod(ns, f"{app}-{i}", cpu="500m", labels={"app": app},
                     nodeSelector={HOST: node}, **low)
     lab.bound(ns, ["guarded-0", "guarded-1", "free-0", "free-1"])
-    pdb = api(lab.cp, lambda c: c.create("policy/v1", "poddisruptionbudgets", {
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guard", "namespace": ns},
-        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "guarded"}}}}, ns))
-    # no disruption controller here: its status, as that controller would write it
-    api(lab.cp, lambda c: c.patch("policy/v1", "poddisruptionbudgets", ns, "guard", {"status": {
-        "disruptionsAllowed": 0, "currentHealthy": 2, "desiredHealthy": 2, "expectedPods": 2,
-        "observedGeneration": pdb["metadata"].get("generation", 1)}}, subresource="status"))
-    time.sleep(0.5)        # the scheduler's PDB informer sees the status
     before = lab.metrics()
 
     seen: list[tuple[str, dict]] = []

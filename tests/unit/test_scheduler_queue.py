@@ -37,6 +37,21 @@ async def test_priority_then_arrival():
     assert got == ["d/high", "d/mid", "d/low", "d/low2"]
 
 
+async def test_an_event_during_the_attempt_sends_the_pod_to_backoff_not_to_wait():
+    c = Clock()
+    q = make(c)
+    q.add(pod("a"))
+    qp = await q.pop()
+    q.move_all_unschedulable("AssignedPodDelete")      # e.g. a preemption victim went meanwhile
+    q.requeue_unschedulable(qp, {"NodeResourcesFit"})
+    assert q.where("d/a") == "backoff"
+    q.add(pod("b"))
+    qp = await q.pop()
+    q.requeue_unschedulable(qp, {"NodeResourcesFit"})  # no event since it was popped
+    assert q.where("d/b") == "unschedulable"
+    assert q.counts() == {"active": 0, "backoff": 1, "unschedulable": 1, "inflight": 0}
+
+
 async def test_unschedulable_waits_for_an_event_then_backs_off():
     c = Clock()
     q = make(c)
