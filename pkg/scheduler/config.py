@@ -5,8 +5,10 @@
 
 Every profile starts from upstream's default plugins (multiPoint, with their default score
 weights); `plugins.<point>.enabled/disabled` (and multiPoint) change that, "*" disables all, and
-`pluginConfig` gives plugin arguments (NodeResourcesFit's scoringStrategy). A plugin enabled through
-multiPoint runs at every extension point it implements.
+`pluginConfig` gives plugin arguments (NodeResourcesFit's scoringStrategy, InterPodAffinity's
+hardPodAffinityWeight and ignorePreferredTermsOfExistingPods, PodTopologySpread's defaultConstraints
+and defaultingType, DefaultPreemption's minCandidateNodesPercentage/Absolute). A plugin enabled
+through multiPoint runs at every extension point it implements.
 """
 from __future__ import annotations
 

@@ -147,8 +147,10 @@ class PodTopologySpread:
             if c.get("whenUnsatisfiable") not in (DO_NOT_SCHEDULE, SCHEDULE_ANYWAY):
                 raise ValueError(f"defaultConstraints[{i}].whenUnsatisfiable: Unsupported value: "
                                  f"{c.get('whenUnsatisfiable')!r}")
-            if not c.get("topologyKey") or int(c.get("maxSkew") or 0) <= 0:
-                raise ValueError(f"defaultConstraints[{i}]: topologyKey and a maxSkew > 0 are required")
+            skew = c.get("maxSkew")
+            if not c.get("topologyKey") or not isinstance(skew, int) or isinstance(skew, bool) or skew <= 0:
+                raise ValueError(f"defaultConstraints[{i}]: Invalid value: a topologyKey and an integer maxSkew "
+                                 f"> 0 are required")
         try:
             for action in (DO_NOT_SCHEDULE, SCHEDULE_ANYWAY):
                 constraints_of(default_constraints or [], {}, action)
