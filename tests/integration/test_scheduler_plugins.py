@@ -1,7 +1,8 @@
 """kubelab-scheduler's InterPodAffinity, PodTopologySpread and DefaultPreemption against the real
 apiserver, with hollow nodes running the bound pods: required anti-affinity spreads one pod per
 node and leaves the extra one Pending with upstream's FailedScheduling message; required affinity
-co-locates; maxSkew 1 over zones balances; a high-priority pod preempts a low-priority one where no
+co-locates; maxSkew 1 over zones balances; taints and CPU requests keep pods off nodes until the
+taint goes; a high-priority pod preempts a low-priority one where no
 PodDisruptionBudget is violated, is nominated, then bound; and the scheduler's metrics move."""
 from __future__ import annotations
 
@@ -216,6 +217,27 @@ def test_affinity_co_locates_and_topology_spread_balances_zones(lab, ns):
     zone = {n: ("zone-a" if lab.nodes.index(n) < 2 else "zone-b") for n in lab.nodes}
     per_zone = [zone[n] for n in placed.values()]
     assert per_zone.count("zone-a") == 3 and per_zone.count("zone-b") == 3
+
+
+def test_taints_and_resources_on_hollow_nodes(lab, ns):
+    tainted = lab.nodes[3]
+    taint = {"key": "dedicated", "value": "batch", "effect": "NoSchedule"}
+    api(lab.cp, lambda c: c.patch("v1", "nodes", None, tainted, {"spec": {"taints": [taint]}}))
+    try:
+        lab.pod(ns, "big", cpu="1500m")
+        lab.pod(ns, "intolerant", nodeSelector={HOST: tainted})
+        lab.pod(ns, "tolerant", nodeSelector={HOST: tainted},
+                tolerations=[{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}])
+        assert lab.bound(ns, ["tolerant"])["tolerant"] == tainted
+        big = wait(lambda: lab.events(ns, "big", "FailedScheduling"), 20, "FailedScheduling for big")[0]["message"]
+        assert "3 Insufficient cpu" in big and "1 node(s) had untolerated taint {dedicated: batch}" in big
+        msg = wait(lambda: lab.events(ns, "intolerant", "FailedScheduling"), 20, "FailedScheduling")[0]["message"]
+        assert "1 node(s) had untolerated taint {dedicated: batch}" in msg
+        assert not lab.pods(ns)["intolerant"]["spec"].get("nodeName")
+    finally:
+        api(lab.cp, lambda c: c.patch("v1", "nodes", None, tainted, {"spec": {"taints": []}}))
+    # the taint gone, the node update brings the waiting pod in
+    assert lab.bound(ns, ["intolerant"])["intolerant"] == tainted
 
 
 def test_preemption_respects_pdbs_nominates_then_binds(lab, ns):
