@@ -5,8 +5,10 @@
 
 Every profile starts from upstream's default plugins (multiPoint, with their default score
 weights); `plugins.<point>.enabled/disabled` (and multiPoint) change that, "*" disables all, and
-`pluginConfig` gives plugin arguments (NodeResourcesFit's scoringStrategy). A plugin enabled through
-multiPoint runs at every extension point it implements.
+`pluginConfig` gives plugin arguments (NodeResourcesFit's scoringStrategy, InterPodAffinity's
+hardPodAffinityWeight and ignorePreferredTermsOfExistingPods, PodTopologySpread's defaultConstraints
+and defaultingType, DefaultPreemption's minCandidateNodesPercentage/Absolute). A plugin enabled
+through multiPoint runs at every extension point it implements.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from typing import Any, Callable
 import yaml
 
 from .framework import Framework, ProfilePlugins
-from .plugins import (defaultbinder, imagelocality, nodeaffinity, nodename, nodeports, noderesources,
-                      nodeunschedulable, prioritysort, tainttoleration)
+from .plugins import (defaultbinder, defaultpreemption, imagelocality, interpodaffinity, nodeaffinity, nodename,
+                      nodeports, noderesources, nodeunschedulable, podtopologyspread, prioritysort, tainttoleration)
 
 Obj = dict[str, Any]
 
@@ -43,6 +45,39 @@ def _balanced(args: Obj, client: Any) -> Any:
     return noderesources.NodeResourcesBalancedAllocation(res)
 
 
+def _int_arg(args: Obj, name: str, default: int) -> int:
+    v = (args or {}).get(name, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f"{name}: Invalid value: {v!r}: must be an integer")
+    return v
+
+
+def _interpodaffinity(args: Obj, client: Any) -> Any:
+    return interpodaffinity.InterPodAffinity(
+        _int_arg(args, "hardPodAffinityWeight", interpodaffinity.DEFAULT_HARD_POD_AFFINITY_WEIGHT),
+        bool((args or {}).get("ignorePreferredTermsOfExistingPods", False)))
+
+
+def _podtopologyspread(args: Obj, client: Any) -> Any:
+    args = args or {}
+    dc = args.get("defaultConstraints") or []
+    if not isinstance(dc, list) or not all(isinstance(c, dict) for c in dc):
+        raise ValueError("defaultConstraints: Invalid value: must be a list of topology spread constraints")
+    return podtopologyspread.PodTopologySpread(dc, args.get("defaultingType") or podtopologyspread.SYSTEM)
+
+
+def _defaultpreemption(args: Obj, client: Any) -> Any:
+    pct = _int_arg(args, "minCandidateNodesPercentage", defaultpreemption.MIN_CANDIDATE_NODES_PERCENTAGE)
+    absolute = _int_arg(args, "minCandidateNodesAbsolute", defaultpreemption.MIN_CANDIDATE_NODES_ABSOLUTE)
+    if not 0 <= pct <= 100:
+        raise ValueError(f"minCandidateNodesPercentage: Invalid value: {pct}: not in valid range [0, 100]")
+    if absolute < 0:
+        raise ValueError(f"minCandidateNodesAbsolute: Invalid value: {absolute}: not in valid range [0, inf)")
+    if pct == 0 and absolute == 0:
+        raise ValueError("minCandidateNodesPercentage and minCandidateNodesAbsolute cannot both be zero")
+    return defaultpreemption.DefaultPreemption(client, min_candidate_percentage=pct, min_candidate_absolute=absolute)
+
+
 REGISTRY: dict[str, Callable[[Obj, Any], Any]] = {
     prioritysort.NAME: lambda a, c: prioritysort.PrioritySort(),
     nodeunschedulable.NAME: lambda a, c: nodeunschedulable.NodeUnschedulable(),
@@ -53,14 +88,18 @@ REGISTRY: dict[str, Callable[[Obj, Any], Any]] = {
     noderesources.FIT: _fit,
     noderesources.BALANCED: _balanced,
     imagelocality.NAME: lambda a, c: imagelocality.ImageLocality(),
+    podtopologyspread.NAME: _podtopologyspread,
+    interpodaffinity.NAME: _interpodaffinity,
+    defaultpreemption.NAME: _defaultpreemption,
     defaultbinder.NAME: lambda a, c: defaultbinder.DefaultBinder(c),
 }
 
 # upstream's default multiPoint plugins (those built so far) with their score weights
 DEFAULT_PLUGINS: list[tuple[str, int]] = [
     (prioritysort.NAME, 0), (nodeunschedulable.NAME, 0), (nodename.NAME, 0), (tainttoleration.NAME, 3),
-    (nodeaffinity.NAME, 2), (nodeports.NAME, 0), (noderesources.FIT, 1), (noderesources.BALANCED, 1),
-    (imagelocality.NAME, 1), (defaultbinder.NAME, 0),
+    (nodeaffinity.NAME, 2), (nodeports.NAME, 0), (noderesources.FIT, 1), (podtopologyspread.NAME, 2),
+    (interpodaffinity.NAME, 2), (defaultpreemption.NAME, 0), (noderesources.BALANCED, 1), (imagelocality.NAME, 1),
+    (defaultbinder.NAME, 0),
 ]
 
 POINTS = ("queueSort", "preFilter", "filter", "postFilter", "preScore", "score", "reserve", "permit", "preBind",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 from . import resources as R
+from .plugins.prioritysort import pod_priority     # the priority rule lives with PrioritySort
 
 Obj = dict[str, Any]
 
@@ -58,7 +59,27 @@ SUCCESS = Status()
 
 
 class CycleState(dict):
-    """Data plugins keep for one scheduling cycle (PreFilter computes, Filter/Score read)."""
+    """Data plugins keep for one scheduling cycle (PreFilter computes, Filter/Score read).
+
+    clone() copies each value that has a clone() method (PreFilter states that the
+    AddPod/RemovePod extensions change during preemption's dry runs) and shares the rest."""
+
+    def clone(self) -> "CycleState":
+        c = CycleState()
+        for k, v in self.items():
+            c[k] = v.clone() if hasattr(v, "clone") else (set(v) if isinstance(v, set) else v)
+        return c
+
+
+def has_affinity(pod: Obj) -> bool:
+    """The pod has pod affinity or anti-affinity terms (upstream's PodsWithAffinity)."""
+    a = (pod.get("spec") or {}).get("affinity") or {}
+    return bool(a.get("podAffinity") or a.get("podAntiAffinity"))
+
+
+def has_required_anti_affinity(pod: Obj) -> bool:
+    a = ((pod.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
+    return bool(a.get("requiredDuringSchedulingIgnoredDuringExecution"))
 
 
 def pod_key(pod: Obj) -> str:
@@ -82,6 +103,8 @@ class NodeInfo:
         self.used_ports: dict[tuple[str, int], set[str]] = {}     # (protocol, port) -> host IPs
         self.allocatable: dict[str, int] = {}
         self.images: dict[str, int] = {}               # image name -> size
+        self.pods_with_affinity: dict[str, Obj] = {}   # uid -> pod with pod (anti-)affinity terms
+        self.pods_with_required_anti_affinity: dict[str, Obj] = {}
         self.generation = 0
         if node is not None:
             self.set_node(node)
@@ -104,18 +127,29 @@ class NodeInfo:
         if uid in self.pods:
             self.remove_pod(self.pods[uid])
         self.pods[uid] = pod
+        if has_affinity(pod):
+            self.pods_with_affinity[uid] = pod
+            if has_required_anti_affinity(pod):
+                self.pods_with_required_anti_affinity[uid] = pod
         acct = (R.pod_requests(pod), R.pod_requests(pod, non_zero=True), R.pod_host_ports(pod))
         self._acct[uid] = acct
         self._account(acct, 1)
 
     def replace_pod(self, pod: Obj) -> None:
         """A newer copy of a pod already counted here (its requests cannot have changed)."""
-        self.pods[pod_uid(pod)] = pod
+        uid = pod_uid(pod)
+        self.pods[uid] = pod
+        if uid in self.pods_with_affinity:
+            self.pods_with_affinity[uid] = pod
+        if uid in self.pods_with_required_anti_affinity:
+            self.pods_with_required_anti_affinity[uid] = pod
 
     def remove_pod(self, pod: Obj) -> bool:
         uid = pod_uid(pod)
         if self.pods.pop(uid, None) is None:
             return False
+        self.pods_with_affinity.pop(uid, None)
+        self.pods_with_required_anti_affinity.pop(uid, None)
         self._account(self._acct.pop(uid), -1)
         return True
 
@@ -142,6 +176,8 @@ class NodeInfo:
         n.pods, n._acct = dict(self.pods), dict(self._acct)
         n.requested, n.non_zero_requested = dict(self.requested), dict(self.non_zero_requested)
         n.used_ports = {k: set(v) for k, v in self.used_ports.items()}
+        n.pods_with_affinity = dict(self.pods_with_affinity)
+        n.pods_with_required_anti_affinity = dict(self.pods_with_required_anti_affinity)
         n.generation = self.generation
         return n
 
@@ -177,6 +213,17 @@ class Framework:
         self.name = name
         self.plugins = plugins
         self.percentage_of_nodes_to_score = percentage_of_nodes_to_score
+        # node name -> pods nominated to it (set by the scheduler; upstream's PodNominator)
+        self.nominated: Callable[[str], list[Obj]] = lambda node_name: []
+
+    def instances(self) -> list[Any]:
+        """Every distinct plugin object of the profile."""
+        pp = self.plugins
+        seen: dict[int, Any] = {}
+        for p in ([pp.queue_sort] if pp.queue_sort else []) + pp.pre_filter + pp.filter + pp.post_filter + \
+                pp.pre_score + [p for p, _ in pp.score] + pp.reserve + pp.permit + pp.pre_bind + pp.bind:
+            seen.setdefault(id(p), p)
+        return list(seen.values())
 
     def less(self, a: Any, b: Any) -> bool:
         qs = self.plugins.queue_sort
@@ -208,6 +255,50 @@ class Framework:
                 st.plugin = st.plugin or p.name
                 return st
         return SUCCESS
+
+    def run_pre_filter_add_pod(self, state: CycleState, pod: Obj, to_add: Obj, node: NodeInfo) -> None:
+        """PreFilterExtensions.AddPod: `to_add` now counts on `node` (state is a clone)."""
+        skip = state.get("_skip_filter", ())
+        for p in self.plugins.pre_filter:
+            if p.name not in skip and hasattr(p, "add_pod"):
+                p.add_pod(state, pod, to_add, node)
+
+    def run_pre_filter_remove_pod(self, state: CycleState, pod: Obj, to_remove: Obj, node: NodeInfo) -> None:
+        """PreFilterExtensions.RemovePod: `to_remove` no longer counts on `node`."""
+        skip = state.get("_skip_filter", ())
+        for p in self.plugins.pre_filter:
+            if p.name not in skip and hasattr(p, "remove_pod"):
+                p.remove_pod(state, pod, to_remove, node)
+
+    def run_filter_with_nominated(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status:
+        """Upstream's RunFilterPluginsWithNominatedPods: the pod must fit both with the pods
+        nominated to this node at its priority or higher counted, and without them."""
+        prio, uid = pod_priority(pod), pod_uid(pod)
+        nominated = [p for p in self.nominated(node.name) if pod_priority(p) >= prio and pod_uid(p) != uid]
+        if not nominated:
+            return self.run_filter(state, pod, node)
+        st2, node2 = state.clone(), node.clone()
+        for p in nominated:
+            node2.add_pod(p)
+            self.run_pre_filter_add_pod(st2, pod, p, node2)
+        st = self.run_filter(st2, pod, node2)
+        if not st.ok:
+            return st
+        return self.run_filter(state, pod, node)
+
+    async def run_post_filter(self, state: CycleState, pod: Obj, statuses: dict[str, Status]) -> tuple[str, Status]:
+        """PostFilter plugins in order until one succeeds: (nominated node name, status)."""
+        last = Status.unschedulable()
+        for p in self.plugins.post_filter:
+            node_name, st = await p.post_filter(state, pod, statuses)
+            if st.ok:
+                return node_name, st
+            if st.code == Code.ERROR:
+                st.plugin = st.plugin or p.name
+                return "", st
+            last = st
+            last.plugin = last.plugin or p.name
+        return "", last
 
     def run_pre_score(self, state: CycleState, pod: Obj, nodes: list[NodeInfo]) -> Status:
         for p in self.plugins.pre_score:

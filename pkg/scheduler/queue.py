@@ -1,7 +1,8 @@
 """The scheduling queue (upstream's PriorityQueue): an active heap ordered by the profile's
 QueueSort (PrioritySort: priority, then arrival), a backoff heap (1 s doubling per attempt up to
 10 s), and the unschedulable pods, which wait for a cluster event that may make them fit (a node
-added or changed, a pod deleted) or at most five minutes.
+added or changed, a pod deleted) or at most five minutes. A pod that fails while such an event
+comes goes to backoff instead (upstream's moveRequestCycle), so the event is not lost.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class QueuedPod:
     unschedulable_since: float = 0.0
     backoff_until: float = 0.0
     rejected_by: set[str] = field(default_factory=set)   # plugins that rejected it last time
+    cycle: int = 0                           # the scheduling cycle of its last pop
 
     @property
     def key(self) -> str:
@@ -59,10 +61,14 @@ class SchedulingQueue:
         self._backoff: list[tuple[float, int, str]] = []
         self._pods: dict[str, QueuedPod] = {}          # every pod the queue holds, by key
         self._where: dict[str, str] = {}               # key -> active | backoff | unschedulable | inflight
+        self._counts = {"active": 0, "backoff": 0, "unschedulable": 0, "inflight": 0}
+        self._unschedulable: dict[str, None] = {}     # keys waiting for an event, in arrival order
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._closed = False
         self.moves = 0
+        self._cycle = 0              # scheduling cycles popped so far
+        self._move_cycle = -1        # the cycle during which the last cluster event came
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -70,18 +76,28 @@ class SchedulingQueue:
         return len(self._pods)
 
     def counts(self) -> dict[str, int]:
-        out = {"active": 0, "backoff": 0, "unschedulable": 0, "inflight": 0}
-        for w in self._where.values():
-            out[w] += 1
-        return out
+        return dict(self._counts)
 
     def where(self, key: str) -> str | None:
         return self._where.get(key)
 
+    def _set(self, key: str, where: str | None) -> None:
+        """Move a key between the queues, keeping the counts and the unschedulable index."""
+        old = self._where.pop(key, None)
+        if old is not None:
+            self._counts[old] -= 1
+            if old == "unschedulable":
+                del self._unschedulable[key]
+        if where is not None:
+            self._where[key] = where
+            self._counts[where] += 1
+            if where == "unschedulable":
+                self._unschedulable[key] = None
+
     # -- adding ------------------------------------------------------------------------------------
 
     def _push_active(self, qp: QueuedPod) -> None:
-        self._where[qp.key] = "active"
+        self._set(qp.key, "active")
         heapq.heappush(self._active, _Entry(qp, self.less, next(self._seq)))
         self._wake.set()
 
@@ -102,7 +118,7 @@ class SchedulingQueue:
     def delete(self, pod: Obj) -> None:
         key = f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}"
         self._pods.pop(key, None)
-        self._where.pop(key, None)         # stale heap entries are skipped when popped
+        self._set(key, None)               # stale heap entries are skipped when popped
 
     def backoff_duration(self, qp: QueuedPod) -> float:
         d = self.initial_backoff * (2 ** max(0, qp.attempts - 1))
@@ -113,15 +129,17 @@ class SchedulingQueue:
         if qp.key not in self._pods:
             return
         qp.rejected_by = rejected_by
-        if error:
+        if error or self._move_cycle >= qp.cycle:
+            # an event came while it was being scheduled (upstream's moveRequestCycle): it may have
+            # helped, so the pod retries after its backoff instead of waiting for the next one
             self._to_backoff(qp)
         else:
             qp.unschedulable_since = self.clock()
-            self._where[qp.key] = "unschedulable"
+            self._set(qp.key, "unschedulable")
 
     def _to_backoff(self, qp: QueuedPod, until: float | None = None) -> None:
         qp.backoff_until = until if until is not None else self.clock() + self.backoff_duration(qp)
-        self._where[qp.key] = "backoff"
+        self._set(qp.key, "backoff")
         heapq.heappush(self._backoff, (qp.backoff_until, next(self._seq), qp.key))
         self._wake.set()
 
@@ -129,7 +147,7 @@ class SchedulingQueue:
         """The pod was scheduled (or is no longer ours)."""
         if self._where.get(qp.key) == "inflight":
             self._pods.pop(qp.key, None)
-            self._where.pop(qp.key, None)
+            self._set(qp.key, None)
 
     def _move(self, qp: QueuedPod) -> None:
         """To the active queue, or to backoff while its last attempt's backoff has not passed."""
@@ -144,10 +162,9 @@ class SchedulingQueue:
     def move_all_unschedulable(self, event: str = "", plugins: set[str] | None = None) -> int:
         """A cluster event: unschedulable pods it may help (rejected by one of `plugins`, or all when
         None) move to the active (or backoff) queue."""
+        self._move_cycle = self._cycle
         n = 0
-        for key, w in list(self._where.items()):
-            if w != "unschedulable":
-                continue
+        for key in list(self._unschedulable):
             qp = self._pods[key]
             if plugins is not None and qp.rejected_by and not (qp.rejected_by & plugins):
                 continue
@@ -163,9 +180,10 @@ class SchedulingQueue:
             if qp is not None and self._where.get(key) == "backoff" and qp.backoff_until <= now:
                 qp.timestamp = now
                 self._push_active(qp)
-        for key, w in list(self._where.items()):
-            if w == "unschedulable" and now - self._pods[key].unschedulable_since >= MAX_IN_UNSCHEDULABLE:
-                self._move(self._pods[key])
+        for key in list(self._unschedulable):      # in arrival order: the oldest first
+            if now - self._pods[key].unschedulable_since < MAX_IN_UNSCHEDULABLE:
+                break
+            self._move(self._pods[key])
 
     # -- popping -------------------------------------------------------------------------------------
 
@@ -182,8 +200,10 @@ class SchedulingQueue:
                 qp = e.qp
                 if self._where.get(qp.key) != "active" or self._pods.get(qp.key) is not qp:
                     continue             # deleted or moved since it was pushed
-                self._where[qp.key] = "inflight"
+                self._set(qp.key, "inflight")
                 qp.attempts += 1
+                self._cycle += 1
+                qp.cycle = self._cycle
                 return qp
             self._wake.clear()
             timeout = 1.0

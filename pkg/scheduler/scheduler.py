@@ -19,8 +19,10 @@ from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFact
 from kubelab.client.rest import ApiError, Client, is_not_found
 
 from .cache import Cache, counts_on_node
-from .framework import Code, CycleState, Framework, NodeInfo, Status, fit_error_message, pod_key
-from .plugins import nodeaffinity, nodename, nodeports, noderesources, nodeunschedulable, tainttoleration
+from .framework import Code, CycleState, Framework, NodeInfo, Status, fit_error_message, pod_key, pod_uid
+from .metrics import ERROR, SCHEDULED, UNSCHEDULABLE, metrics
+from .plugins import (interpodaffinity, nodeaffinity, nodename, nodeports, noderesources, nodeunschedulable,
+                      podtopologyspread, tainttoleration)
 from .queue import QueuedPod, SchedulingQueue
 from kubelab.api.timefmt import now_rfc3339
 
@@ -33,8 +35,9 @@ MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND = 5
 
 # which rejections a cluster event may undo (upstream's EventsToRegister, coarsely)
 NODE_EVENT_PLUGINS = {nodeunschedulable.NAME, nodename.NAME, tainttoleration.NAME, nodeaffinity.NAME,
-                      nodeports.NAME, noderesources.FIT}
-POD_DELETE_PLUGINS = {nodeports.NAME, noderesources.FIT}
+                      nodeports.NAME, noderesources.FIT, interpodaffinity.NAME, podtopologyspread.NAME}
+POD_DELETE_PLUGINS = {nodeports.NAME, noderesources.FIT, interpodaffinity.NAME, podtopologyspread.NAME}
+POD_ADD_PLUGINS = {interpodaffinity.NAME, podtopologyspread.NAME}
 
 
 def num_feasible_nodes_to_find(num_all: int, percentage: int) -> int:
@@ -62,12 +65,61 @@ class Scheduler:
         first = next(iter(profiles.values()))
         self.queue = SchedulingQueue(first.less)
         self.cache = Cache()
+        self.factory = factory
         self.pods = factory.informer("v1", "pods")
         self.nodes = factory.informer("v1", "nodes")
+        self._extra_informers: list[Any] = []       # those plugins asked for through the handle
         self._next_start = 0
         self._binding: set[asyncio.Task] = set()
         self.scheduled = 0
         self.failed = 0
+        # the nominator: pods nominated to a node by preemption (upstream's PodNominator)
+        self._nominated: dict[str, dict[str, Obj]] = {}     # node -> uid -> pod
+        self._nominated_node: dict[str, str] = {}           # uid -> node
+        self.metrics = metrics()
+        self.metrics.watch_queue(self.queue.counts)
+        for fwk in profiles.values():
+            fwk.nominated = self.nominated_pods
+            for plugin in fwk.instances():
+                if hasattr(plugin, "bind_handle"):
+                    plugin.bind_handle(self)
+
+    # -- the handle plugins get ------------------------------------------------------------------
+
+    def informer(self, api_version: str, resource: str) -> Any:
+        """A shared informer a plugin reads (waited for before scheduling starts)."""
+        inf = self.factory.informer(api_version, resource)
+        if inf not in self._extra_informers and inf is not self.pods and inf is not self.nodes:
+            self._extra_informers.append(inf)
+        return inf
+
+    def nominated_pods(self, node_name: str) -> list[Obj]:
+        d = self._nominated.get(node_name)
+        return list(d.values()) if d else []
+
+    def _nominate(self, pod: Obj, node_name: str) -> None:
+        uid = pod_uid(pod)
+        old = self._nominated_node.pop(uid, None)
+        if old is not None:
+            d = self._nominated.get(old, {})
+            d.pop(uid, None)
+            if not d:
+                self._nominated.pop(old, None)
+        if node_name:
+            self._nominated_node[uid] = node_name
+            self._nominated.setdefault(node_name, {})[uid] = pod
+
+    async def clear_nomination(self, pod: Obj) -> None:
+        """Drop a pod's nomination, here and in its .status.nominatedNodeName."""
+        self._nominate(pod, "")
+        if (pod.get("status") or {}).get("nominatedNodeName"):
+            m = pod["metadata"]
+            try:
+                await self.client.patch("v1", "pods", m.get("namespace"), m["name"],
+                                        {"status": {"nominatedNodeName": None}}, "strategic", subresource="status")
+            except ApiError as e:
+                if not is_not_found(e):
+                    log.warning("cannot clear the nominated node of %s: %s", pod_key(pod), e)
 
     # -- informer events ---------------------------------------------------------------------------
 
@@ -76,18 +128,32 @@ class Scheduler:
 
     def _on_pod_add(self, pod: Obj) -> None:
         if (pod.get("spec") or {}).get("nodeName"):
+            if self._nominated_node:
+                self._nominate(pod, "")
+            known = pod_uid(pod) in self.cache.pod_node
             self.cache.set_pod(pod)
+            if not known and counts_on_node(pod):
+                self.queue.move_all_unschedulable("AssignedPodAdd", POD_ADD_PLUGINS)
         elif self._responsible(pod) and not pod["metadata"].get("deletionTimestamp") and \
                 (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            nominated = (pod.get("status") or {}).get("nominatedNodeName")
+            if nominated or pod_uid(pod) in self._nominated_node:
+                self._nominate(pod, nominated or self._nominated_node[pod_uid(pod)])
             self.queue.add(pod)
 
     def _on_pod_update(self, old: Obj, new: Obj) -> None:
         if (new.get("spec") or {}).get("nodeName"):
             self.queue.delete(new)
+            if self._nominated_node:
+                self._nominate(new, "")
             was = counts_on_node(old)
             self.cache.set_pod(new)
             if was and not counts_on_node(new):       # finished: its resources are free
                 self.queue.move_all_unschedulable("AssignedPodUpdate", POD_DELETE_PLUGINS)
+            elif not (old.get("spec") or {}).get("nodeName") and counts_on_node(new):
+                self.queue.move_all_unschedulable("AssignedPodAdd", POD_ADD_PLUGINS)
+            elif old["metadata"].get("labels") != new["metadata"].get("labels"):
+                self.queue.move_all_unschedulable("AssignedPodUpdate", POD_ADD_PLUGINS)
         else:
             self._on_pod_add(new)
 
@@ -95,6 +161,8 @@ class Scheduler:
         if isinstance(pod, DeletedFinalStateUnknown):
             pod = pod.obj
         self.queue.delete(pod)
+        if self._nominated_node:
+            self._nominate(pod, "")
         if (pod.get("spec") or {}).get("nodeName") or self.cache.is_assumed(pod):
             self.cache.remove_pod(pod)
             self.queue.move_all_unschedulable("AssignedPodDelete", POD_DELETE_PLUGINS)
@@ -120,7 +188,7 @@ class Scheduler:
         """Until cancelled: wait for the caches, then schedule."""
         self.nodes.add_event_handler(self._on_node_add, self._on_node_update, self._on_node_delete)
         self.pods.add_event_handler(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
-        for inf in (self.nodes, self.pods):
+        for inf in (*self._extra_informers, self.nodes, self.pods):
             while not await inf.wait_for_sync(timeout=5):
                 log.info("waiting for %r to sync", inf)
             await inf.wait_handlers_idle()
@@ -149,7 +217,8 @@ class Scheduler:
         for i in range(n):
             node = nodes[(start + i) % n]
             checked += 1
-            st = fwk.run_filter(state, pod, node)
+            st = fwk.run_filter_with_nominated(state, pod, node) if self._nominated else \
+                fwk.run_filter(state, pod, node)
             if st.ok:
                 feasible.append(node)
                 if len(feasible) >= want:
@@ -183,18 +252,21 @@ class Scheduler:
             return
         state = CycleState()
         nodes = self.cache.node_infos()
+        state["_all_nodes"], state["_framework"] = nodes, fwk
         t0 = time.perf_counter()
         if not nodes:
             await self._failed(qp, pod, fwk, Status.unschedulable("no nodes available to schedule pods"),
-                               "no nodes available to schedule pods", set())
+                               "no nodes available to schedule pods", set(), t0=t0)
             return
         st, pre = fwk.run_pre_filter(state, pod, nodes)
         if not st.ok:
             if st.rejected:
-                await self._failed(qp, pod, fwk, st, fit_error_message(len(nodes), [], st.message()), {st.plugin})
+                msg = fit_error_message(len(nodes), [], st.message())
+                nominated, post = await self._post_filter(fwk, state, pod, {n.name: st for n in nodes})
+                await self._failed(qp, pod, fwk, st, msg + post, {st.plugin}, t0=t0, nominated=nominated)
             else:
                 await self._failed(qp, pod, fwk, st, f"running PreFilter plugin {st.plugin!r}: {st.message()}",
-                                   set(), error=True)
+                                   set(), error=True, t0=t0)
             return
         candidates = nodes if pre.node_names is None else [n for n in nodes if n.name in pre.node_names]
         feasible, statuses = self.find_nodes(fwk, state, pod, candidates)
@@ -202,10 +274,12 @@ class Scheduler:
             errors = [s for s in statuses.values() if s.code == Code.ERROR]
             if errors:
                 await self._failed(qp, pod, fwk, errors[0], f"running Filter plugin {errors[0].plugin!r}: "
-                                   f"{errors[0].message()}", set(), error=True)
+                                   f"{errors[0].message()}", set(), error=True, t0=t0)
                 return
             msg = fit_error_message(len(nodes), statuses.values())
-            await self._failed(qp, pod, fwk, Status.unschedulable(msg), msg, {s.plugin for s in statuses.values()})
+            nominated, post = await self._post_filter(fwk, state, pod, statuses)
+            await self._failed(qp, pod, fwk, Status.unschedulable(msg), msg + post,
+                               {s.plugin for s in statuses.values()}, t0=t0, nominated=nominated)
             return
         if len(feasible) == 1:
             host = feasible[0].name
@@ -219,14 +293,33 @@ class Scheduler:
         if not st.ok:
             fwk.run_unreserve(state, pod, host)
             self.cache.forget(pod)
-            await self._failed(qp, pod, fwk, st, st.message(), {st.plugin}, error=st.code == Code.ERROR)
+            await self._failed(qp, pod, fwk, st, st.message(), {st.plugin}, error=st.code == Code.ERROR, t0=t0)
             return
         log.debug("assumed pod=%s node=%s in %.1f ms", qp.key, host, (time.perf_counter() - t0) * 1000)
-        task = asyncio.create_task(self._bind(qp, pod, fwk, state, host))
+        task = asyncio.create_task(self._bind(qp, pod, fwk, state, host, t0))
         self._binding.add(task)
         task.add_done_callback(self._binding.discard)
 
-    async def _bind(self, qp: QueuedPod, pod: Obj, fwk: Framework, state: CycleState, host: str) -> None:
+    async def _post_filter(self, fwk: Framework, state: CycleState, pod: Obj,
+                           statuses: dict[str, Status]) -> tuple[str | None, str]:
+        """Run PostFilter (preemption): (the node to nominate, "" to clear the nomination or None to
+        leave it; the text upstream appends to the FitError message)."""
+        if not fwk.plugins.post_filter:
+            return None, ""
+        try:
+            node, st = await fwk.run_post_filter(state, pod, statuses)
+        except Exception as e:  # a plugin bug must not stop the scheduling loop
+            log.exception("PostFilter failed for pod=%s: %s", pod_key(pod), e)
+            return None, ""
+        if st.ok:
+            return node, ""
+        if st.code == Code.ERROR:
+            log.warning("PostFilter error for pod=%s: %s", pod_key(pod), st.message())
+            return None, ""
+        return "", f" {st.message()}." if st.message() else ""
+
+    async def _bind(self, qp: QueuedPod, pod: Obj, fwk: Framework, state: CycleState, host: str,
+                    t0: float) -> None:
         st = await fwk.run_bind(state, pod, host)
         if not st.ok:
             fwk.run_unreserve(state, pod, host)
@@ -235,9 +328,10 @@ class Scheduler:
             if "NotFound" in st.message() or "not found" in st.message():
                 self.queue.done(qp)
                 return
-            await self._failed(qp, pod, fwk, st, f"Binding rejected: {st.message()}", set(), error=True)
+            await self._failed(qp, pod, fwk, st, f"Binding rejected: {st.message()}", set(), error=True, t0=t0)
             return
         self.scheduled += 1
+        self.metrics.observe_attempt(SCHEDULED, fwk.name, time.perf_counter() - t0)
         self.queue.done(qp)
         m = pod["metadata"]
         if self.recorder is not None:
@@ -246,25 +340,40 @@ class Scheduler:
         log.info("scheduled pod=%s node=%s attempts=%d", qp.key, host, qp.attempts)
 
     async def _failed(self, qp: QueuedPod, pod: Obj, fwk: Framework, st: Status, message: str,
-                      rejected_by: set[str], error: bool = False) -> None:
+                      rejected_by: set[str], error: bool = False, t0: float | None = None,
+                      nominated: str | None = None) -> None:
+        """Upstream's handleSchedulingFailure: back to the queue, the FailedScheduling event, the
+        PodScheduled=False condition and the nominated node (None: left as it is, "": cleared)."""
         self.failed += 1
+        if t0 is not None:
+            self.metrics.observe_attempt(ERROR if error else UNSCHEDULABLE, fwk.name, time.perf_counter() - t0)
+        if nominated:
+            self._nominate(pod, nominated)
+        elif nominated == "" and pod_uid(pod) in self._nominated_node:
+            self._nominate(pod, "")
         self.queue.requeue_unschedulable(qp, {p for p in rejected_by if p}, error=error)
         reason = "SchedulerError" if error else "Unschedulable"
         if self.recorder is not None:
             self.recorder.event(pod, "Warning", "FailedScheduling", message)
         log.info("unschedulable pod=%s reason=%s: %s", pod_key(pod), reason, message)
-        await self._set_condition(pod, reason, message)
+        await self._set_condition(pod, reason, message, nominated)
 
-    async def _set_condition(self, pod: Obj, reason: str, message: str) -> None:
-        for c in (pod.get("status") or {}).get("conditions") or []:
+    async def _set_condition(self, pod: Obj, reason: str, message: str, nominated: str | None = None) -> None:
+        status = pod.get("status") or {}
+        have = status.get("nominatedNodeName") or ""
+        change_nominated = nominated is not None and nominated != have
+        for c in status.get("conditions") or []:
             if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == reason \
-                    and c.get("message") == message:
+                    and c.get("message") == message and not change_nominated:
                 return
         cond = {"type": "PodScheduled", "status": "False", "reason": reason, "message": message,
                 "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
+        body: Obj = {"conditions": [cond]}
+        if change_nominated:
+            body["nominatedNodeName"] = nominated or None
         m = pod["metadata"]
         try:
-            await self.client.patch("v1", "pods", m.get("namespace"), m["name"], {"status": {"conditions": [cond]}},
+            await self.client.patch("v1", "pods", m.get("namespace"), m["name"], {"status": body},
                                     "strategic", subresource="status")
         except ApiError as e:
             if not is_not_found(e):

@@ -153,9 +153,12 @@ def test_pods_land_where_the_plugins_say(env):
     total = len(api(env.cp, lambda c: c.list("v1", "nodes"))["items"])
     others = total - 3
     parts = ["1 node(s) had untolerated taint {dedicated: gpu}", "2 Insufficient cpu"]
+    post = ["2 No preemption victims found for incoming pod", f"{total - 2} Preemption is not helpful for scheduling"]
     if others:
         parts.append(f"{others} node(s) didn't match Pod's node affinity/selector")
-    want = f"0/{total} nodes are available: {', '.join(sorted(parts))}."
+    # DefaultPreemption's PostFilter adds why preemption cannot help either (upstream's FitError text)
+    want = (f"0/{total} nodes are available: {', '.join(sorted(parts))}. "
+            f"preemption: 0/{total} nodes are available: {', '.join(sorted(post))}..")
     ev = [e for e in env.events("needs-8") if e["reason"] == "FailedScheduling"]
     assert ev[0]["message"] == want and ev[0]["type"] == "Warning"
     p = api(env.cp, lambda c: c.get("v1", "pods", env.ns, "needs-8"))

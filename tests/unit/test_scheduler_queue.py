@@ -37,6 +37,21 @@ async def test_priority_then_arrival():
     assert got == ["d/high", "d/mid", "d/low", "d/low2"]
 
 
+async def test_an_event_during_the_attempt_sends_the_pod_to_backoff_not_to_wait():
+    c = Clock()
+    q = make(c)
+    q.add(pod("a"))
+    qp = await q.pop()
+    q.move_all_unschedulable("AssignedPodDelete")      # e.g. a preemption victim went meanwhile
+    q.requeue_unschedulable(qp, {"NodeResourcesFit"})
+    assert q.where("d/a") == "backoff"
+    q.add(pod("b"))
+    qp = await q.pop()
+    q.requeue_unschedulable(qp, {"NodeResourcesFit"})  # no event since it was popped
+    assert q.where("d/b") == "unschedulable"
+    assert q.counts() == {"active": 0, "backoff": 1, "unschedulable": 1, "inflight": 0}
+
+
 async def test_unschedulable_waits_for_an_event_then_backs_off():
     c = Clock()
     q = make(c)
@@ -87,9 +102,13 @@ def test_default_profile_plugins_and_weights():
     (fwk,) = build_profiles(SchedulerConfig(), None).values()
     assert fwk.name == "default-scheduler"
     assert [p.name for p in fwk.plugins.filter] == ["NodeUnschedulable", "NodeName", "TaintToleration", "NodeAffinity",
-                                                    "NodePorts", "NodeResourcesFit"]
+                                                    "NodePorts", "NodeResourcesFit", "PodTopologySpread",
+                                                    "InterPodAffinity"]
+    assert [p.name for p in fwk.plugins.pre_filter] == ["NodeResourcesFit", "PodTopologySpread", "InterPodAffinity"]
+    assert [p.name for p in fwk.plugins.post_filter] == ["DefaultPreemption"]
     assert [(p.name, w) for p, w in fwk.plugins.score] == [("TaintToleration", 3), ("NodeAffinity", 2),
-                                                          ("NodeResourcesFit", 1),
+                                                          ("NodeResourcesFit", 1), ("PodTopologySpread", 2),
+                                                          ("InterPodAffinity", 2),
                                                           ("NodeResourcesBalancedAllocation", 1), ("ImageLocality", 1)]
     assert [p.name for p in fwk.plugins.bind] == ["DefaultBinder"] and fwk.plugins.queue_sort.name == "PrioritySort"
 
@@ -111,6 +130,38 @@ def test_profiles_from_a_configuration():
     assert "ImageLocality" not in scores and scores["NodeResourcesFit"] == 5
     fit = next(p for p in packer.plugins.filter if p.name == "NodeResourcesFit")
     assert fit.strategy == "MostAllocated"
+
+
+def test_plugin_args_for_affinity_spread_and_preemption():
+    cfg = parse_config({
+        "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
+        "profiles": [{"pluginConfig": [
+            {"name": "InterPodAffinity", "args": {"hardPodAffinityWeight": 7}},
+            {"name": "PodTopologySpread", "args": {"defaultingType": "List", "defaultConstraints": [
+                {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule"}]}},
+            {"name": "DefaultPreemption", "args": {"minCandidateNodesPercentage": 20,
+                                                   "minCandidateNodesAbsolute": 5}}]}]})
+    (fwk,) = build_profiles(cfg, None).values()
+    by_name = {p.name: p for p in fwk.instances()}
+    assert by_name["InterPodAffinity"].hard_weight == 7
+    spread = by_name["PodTopologySpread"]
+    assert not spread.system_defaulted and spread.default_constraints[0]["maxSkew"] == 1
+    assert (by_name["DefaultPreemption"].min_pct, by_name["DefaultPreemption"].min_abs) == (20, 5)
+
+
+@pytest.mark.parametrize("name,args,msg", [
+    ("InterPodAffinity", {"hardPodAffinityWeight": 101}, "hardPodAffinityWeight: Invalid value: 101"),
+    ("PodTopologySpread", {"defaultingType": "Sometimes"}, "defaultingType: Unsupported value"),
+    ("PodTopologySpread", {"defaultConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                                                   "whenUnsatisfiable": "DoNotSchedule"}]},
+     'when .defaultingType is "System"'),
+    ("DefaultPreemption", {"minCandidateNodesPercentage": 0, "minCandidateNodesAbsolute": 0}, "cannot both be zero"),
+])
+def test_bad_plugin_args(name, args, msg):
+    cfg = parse_config({"apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
+                        "profiles": [{"pluginConfig": [{"name": name, "args": args}]}]})
+    with pytest.raises(ConfigError, match=msg.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        build_profiles(cfg, None)
 
 
 @pytest.mark.parametrize("doc,msg", [
