@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent-resource-quota-syncs", type=int, default=5, help="ResourceQuotas recounted at once")
     p.add_argument("--resource-quota-sync-period", type=duration, default=300.0,
                    help="how often every quota is recounted in full")
+    p.add_argument("--horizontal-pod-autoscaler-sync-period", type=duration, default=15.0,
+                   help="how often every HorizontalPodAutoscaler is looked at")
     p.add_argument("--cluster-signing-cert-file", default="",
                    help="PEM CA certificate the CSR signer issues cluster-scoped certificates with")
     p.add_argument("--cluster-signing-key-file", default="", help="its PEM private key")
@@ -143,6 +145,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, object, list]:
                              concurrent_gc_syncs=max(1, a.concurrent_gc_syncs),
                              concurrent_resource_quota_syncs=max(1, a.concurrent_resource_quota_syncs),
                              resource_quota_sync_period=max(1.0, a.resource_quota_sync_period),
+                             horizontal_pod_autoscaler_sync_period=max(0.1, a.horizontal_pod_autoscaler_sync_period),
                              concurrent_endpoint_syncs=max(1, a.concurrent_endpoint_syncs),
                              concurrent_namespace_syncs=max(1, a.concurrent_namespace_syncs),
                              concurrent_daemonset_syncs=max(1, a.concurrent_daemonset_syncs),

@@ -58,12 +58,45 @@ class Admission:
             if not spec.get("serviceAccountName"):
                 spec["serviceAccountName"] = "default"
                 spec["serviceAccount"] = "default"
+            self._priority(obj)
             tols = spec.setdefault("tolerations", [])
             for key in (NOT_READY, UNREACHABLE):
                 if not any(t.get("key") == key and t.get("effect") in ("NoExecute", None, "") or
                            (t.get("operator") == "Exists" and not t.get("key")) for t in tols):
                     tols.append({"key": key, "operator": "Exists", "effect": "NoExecute",
                                  "tolerationSeconds": self.default_toleration_seconds})
+
+    def _priority(self, pod: dict) -> None:
+        """The Priority admission plugin: spec.priority and preemptionPolicy from the pod's
+        PriorityClass (or the global default class; else priority 0)."""
+        spec = pod["spec"]
+        name = spec.get("priorityClassName") or ""
+        classes, _ = self.cacher.list("/registry/priorityclasses/", "/registry/priorityclasses/")
+        pc = None
+        if name:
+            pc = next((c for c in classes if c["metadata"]["name"] == name), None)
+            if pc is None:
+                raise status.forbidden("", "pods", pod["metadata"].get("name", ""),
+                                       f"no PriorityClass with name {name} was found")
+        else:
+            defaults = sorted((c for c in classes if c.get("globalDefault")), key=lambda c: c.get("value", 0))
+            if defaults:
+                pc = defaults[0]
+                spec["priorityClassName"] = pc["metadata"]["name"]
+        value = int(pc.get("value", 0)) if pc else 0
+        if spec.get("priority") is not None and spec["priority"] != value:
+            raise status.forbidden("", "pods", pod["metadata"].get("name", ""),
+                                   f"the integer value of priority ({spec['priority']}) must not be provided in pod "
+                                   f"spec; priority admission controller computed {value} from the given "
+                                   f"PriorityClass name")
+        spec["priority"] = value
+        policy = (pc.get("preemptionPolicy") if pc else None) or "PreemptLowerPriority"
+        if spec.get("preemptionPolicy") and spec["preemptionPolicy"] != policy:
+            raise status.forbidden("", "pods", pod["metadata"].get("name", ""),
+                                   f"the string value of PreemptionPolicy ({spec['preemptionPolicy']}) must not be "
+                                   f"provided in pod spec; priority admission controller computed {policy} from "
+                                   f"the given PriorityClass name")
+        spec["preemptionPolicy"] = policy
 
     async def validate(self, request, k: Kind, obj: dict, old: dict | None, op: str) -> None:
         if op == "CREATE" and k.namespaced and self.store is not None:

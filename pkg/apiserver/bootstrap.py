@@ -74,3 +74,12 @@ async def bootstrap(api) -> None:
     if svc["spec"]["ports"][0].get("targetPort") != port:
         svc["spec"]["ports"][0]["targetPort"] = port
         await store.update("/registry/services/default/kubernetes", svc, int(svc["metadata"]["resourceVersion"]))
+    # upstream's two system PriorityClasses (scheduling/v1 SystemPriorityClasses)
+    for name, value, desc in (("system-node-critical", 2000001000, "Used for system critical pods that must not be "
+                                                                   "moved from their current node."),
+                              ("system-cluster-critical", 2000000000, "Used for system critical pods that must run "
+                                                                      "in the cluster, but can be moved to another "
+                                                                      "node if necessary.")):
+        await _ensure(store, f"/registry/priorityclasses/{name}", {
+            "kind": "PriorityClass", "apiVersion": "scheduling.k8s.io/v1", "metadata": _meta(name),
+            "value": value, "globalDefault": False, "description": desc, "preemptionPolicy": "PreemptLowerPriority"})

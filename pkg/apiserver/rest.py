@@ -665,6 +665,11 @@ class ResourceHandler:
             if k.namespaced:
                 nmd["namespace"] = r.namespace
             omd = old["metadata"]
+            if nmd.get("uid") and nmd["uid"] != omd.get("uid"):
+                # a uid in the body is a precondition (controllers adopt and release with it)
+                raise status.conflict(k.group, k.plural, r.name,
+                                      f"Precondition failed: UID in precondition: {nmd['uid']}, "
+                                      f"UID in object meta: {omd.get('uid')}")
             for f in SYSTEM_META:
                 if f in omd:
                     nmd[f] = omd[f]

@@ -31,6 +31,7 @@ class ControllerOptions:
     concurrent_gc_syncs: int = 20
     concurrent_resource_quota_syncs: int = 5
     resource_quota_sync_period: float = 300.0
+    horizontal_pod_autoscaler_sync_period: float = 15.0
     concurrent_endpoint_syncs: int = 5
     concurrent_namespace_syncs: int = 10
     concurrent_deployment_syncs: int = 5
@@ -151,6 +152,12 @@ async def _start_csrcleaner(ctx: ControllerContext) -> Awaitable[Any] | None:
     return CSRCleanerController(ctx.client, ctx.factory).run(workers=1)
 
 
+async def _start_hpa(ctx: ControllerContext) -> Awaitable[Any] | None:
+    from kubelab.controller.podautoscaler.controller import NAME, HPAController
+    return HPAController(ctx.client, ctx.factory, ctx.recorder(NAME),
+                         sync_period=ctx.options.horizontal_pod_autoscaler_sync_period).run()
+
+
 async def _start_serviceaccount(ctx: ControllerContext) -> Awaitable[Any] | None:
     from kubelab.controller.serviceaccount.controller import ServiceAccountController
     return ServiceAccountController(ctx.client, ctx.factory).run()
@@ -232,6 +239,7 @@ CONTROLLERS: list[ControllerSpec] = [
     ControllerSpec("endpoints-controller", ("endpoint",), _start_endpoints),
     ControllerSpec("disruption-controller", ("disruption",), _start_disruption),
     ControllerSpec("resourcequota-controller", ("resourcequota",), _start_resourcequota),
+    ControllerSpec("horizontal-pod-autoscaler-controller", ("horizontalpodautoscaling",), _start_hpa),
     ControllerSpec("certificatesigningrequest-signing-controller", ("csrsigning",), _start_csrsigning),
     ControllerSpec("certificatesigningrequest-approving-controller", ("csrapproving",), _start_csrapproving),
     ControllerSpec("certificatesigningrequest-cleaner-controller", ("csrcleaner",), _start_csrcleaner),

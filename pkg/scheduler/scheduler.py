@@ -198,7 +198,14 @@ class Scheduler:
                 qp = await self.queue.pop()
                 if qp is None:
                     return
-                await self.schedule_one(qp)
+                try:
+                    await self.schedule_one(qp)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:      # a plugin's bug costs this pod a backoff, not the scheduler
+                    log.error("scheduling %s failed with an internal error (retrying after backoff): %r",
+                              qp.key, e)
+                    self.queue.requeue_unschedulable(qp, set(), error=True)
         finally:
             self.queue.close()
             for t in list(self._binding):

@@ -241,9 +241,10 @@ def test_taints_and_resources_on_hollow_nodes(lab, ns):
 
 
 def test_preemption_respects_pdbs_nominates_then_binds(lab, ns):
-    for name, value in (("low", 100), ("high", 1000)):
+    for name, value, policy in (("low", 100, "PreemptLowerPriority"), ("high", 1000, "PreemptLowerPriority"),
+                                ("polite", 1000, "Never")):
         pc = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-              "metadata": {"name": f"{name}-{lab.uid}"}, "value": value}
+              "metadata": {"name": f"{name}-{lab.uid}"}, "value": value, "preemptionPolicy": policy}
         api(lab.cp, lambda c, pc=pc: c.create("scheduling.k8s.io/v1", "priorityclasses", pc))
     a0, a1 = lab.nodes[0], lab.nodes[1]
     # the budget first (its status as the disruption controller, not run here, would write it), so
@@ -254,8 +255,8 @@ def test_preemption_respects_pdbs_nominates_then_binds(lab, ns):
     api(lab.cp, lambda c: c.patch("policy/v1", "poddisruptionbudgets", ns, "guard", {"status": {
         "disruptionsAllowed": 0, "currentHealthy": 2, "desiredHealthy": 2, "expectedPods": 2,
         "observedGeneration": pdb["metadata"].get("generation", 1)}}, subresource="status"))
-    # no Priority admission plugin in kubelab's apiserver yet: the pods carry the class's value too
-    low = {"priorityClassName": f"low-{lab.uid}", "priority": 100}
+    # the Priority admission plugin fills spec.priority from the class
+    low = {"priorityClassName": f"low-{lab.uid}"}
     for node, app in ((a0, "guarded"), (a1, "free")):
         for i in range(2):
             lab.pod(ns, f"{app}-{i}", cpu="500m", labels={"app": app},
@@ -301,8 +302,9 @@ def test_preemption_respects_pdbs_nominates_then_binds(lab, ns):
     assert sample(after, "scheduler_preemption_victims_sum") - sample(before, "scheduler_preemption_victims_sum") == 1
 
     # preemptionPolicy Never: it waits instead
-    lab.pod(ns, "polite", cpu="500m", nodeSelector={ZONE: "zone-a"}, priorityClassName=f"high-{lab.uid}",
-            priority=1000, preemptionPolicy="Never")
+    lab.pod(ns, "polite", cpu="500m", nodeSelector={ZONE: "zone-a"}, priorityClassName=f"polite-{lab.uid}")
+    polite = api(lab.cp, lambda c: c.get("v1", "pods", ns, "polite"))["spec"]
+    assert (polite["priority"], polite["preemptionPolicy"]) == (1000, "Never")
     ev = wait(lambda: lab.events(ns, "polite", "FailedScheduling"), 20, "FailedScheduling for polite")
     assert ev[0]["message"].endswith(" preemption: not eligible due to preemptionPolicy=Never..")
     assert len(lab.pods(ns)) == 5
