@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 from kubelab.api.quantity import BINARY_SI, QuantityError, format_quantity, parse_quantity
+from kubelab.api.resources import pod_requests
 
 Obj = dict[str, Any]
 
@@ -49,8 +50,7 @@ def render(name: str, units: int) -> str:
 
 
 def _container_resources(pod: Obj, field: str) -> dict[str, int]:
-    from kubelab.scheduler.resources import pod_requests     # the one effective-resources rule
-    return pod_requests(pod, field=field)
+    return pod_requests(pod, field=field)           # the one effective-resources rule
 
 
 def pod_terminal(pod: Obj) -> bool:

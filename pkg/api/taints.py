@@ -71,3 +71,13 @@ def taint_key_exists(taints: Iterable[Obj], key: str) -> bool:
 def taint_set_diff(new: list[Obj], old: list[Obj]) -> tuple[list[Obj], list[Obj]]:
     """Upstream's TaintSetDiff: (taints in new and not in old, taints in old and not in new)."""
     return ([t for t in new if not taint_exists(old, t)], [t for t in old if not taint_exists(new, t)])
+
+
+def untolerated(taints: list[Obj], tolerations: list[Obj], effects: tuple[str, ...]) -> Obj | None:
+    """The first taint of the given effects that no toleration tolerates, or None."""
+    for t in taints:
+        if t.get("effect") not in effects:
+            continue
+        if not any(tolerates(tol, t) for tol in tolerations):
+            return t
+    return None

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
-from . import resources as R
+from kubelab.api import resources as R
 from .plugins.prioritysort import pod_priority     # the priority rule lives with PrioritySort
 
 Obj = dict[str, Any]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kubelab.scheduler import resources as R
+from kubelab.api import resources as R
 from kubelab.scheduler.framework import Code, CycleState, NodeInfo, Status, default_normalize, fit_error_message
 from kubelab.scheduler.plugins.imagelocality import MB, ImageLocality
 from kubelab.scheduler.plugins.nodeaffinity import NodeAffinity

@@ -14,8 +14,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kubelab.scheduler.plugins.nodeaffinity import required_matches
-from kubelab.scheduler.plugins.tainttoleration import untolerated
+from kubelab.api.nodeaffinity import required_matches
+from kubelab.api.taints import untolerated
 
 Obj = dict[str, Any]
 

@@ -2,7 +2,7 @@
 taken 0.0.0.0 conflicts with every address, and asking for 0.0.0.0 conflicts with any use."""
 from __future__ import annotations
 
-from .. import resources as R
+from kubelab.api import resources as R
 from ..framework import SUCCESS, CycleState, NodeInfo, Status
 
 NAME = "NodePorts"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .. import resources as R
+from kubelab.api import resources as R
 from ..framework import MAX_NODE_SCORE, SUCCESS, CycleState, NodeInfo, Status
 
 FIT = "NodeResourcesFit"

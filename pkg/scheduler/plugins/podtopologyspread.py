@@ -27,7 +27,7 @@ from kubelab.api.selectors import IN, LabelSelector, Requirement, SelectorError,
     selector_from_set
 
 from ..framework import MAX_NODE_SCORE, SUCCESS, Code, CycleState, NodeInfo, Status
-from .nodeaffinity import required_matches
+from kubelab.api.nodeaffinity import required_matches
 from .tainttoleration import untolerated
 
 NAME = "PodTopologySpread"

@@ -2,21 +2,12 @@
 nodes with fewer untolerated PreferNoSchedule taints."""
 from __future__ import annotations
 
-from ...api.taints import tolerates
+from ...api.taints import tolerates, untolerated
 from ..framework import SUCCESS, CycleState, NodeInfo, Status, default_normalize
 
 __all__ = ["TaintToleration", "tolerates", "untolerated"]
 
 NAME = "TaintToleration"
-
-
-def untolerated(taints: list[dict], tolerations: list[dict], effects: tuple[str, ...]) -> dict | None:
-    for t in taints:
-        if t.get("effect") not in effects:
-            continue
-        if not any(tolerates(tol, t) for tol in tolerations):
-            return t
-    return None
 
 
 class TaintToleration:

@@ -1,4 +1,4 @@
-"""Resource arithmetic of scheduling (upstream's resource helpers): what a pod requests and what a
+"""Resource arithmetic of scheduling and quota (upstream's resource helpers): what a pod requests and what a
 node can give, in integer units (CPU in millicores, memory and storage in bytes, the rest as counted).
 
 A pod's effective request per resource is max(sum of app and restartable-init (sidecar)
