@@ -56,32 +56,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
 
 
-def _taint(text: str) -> dict:
-    """key[=value]:Effect, as --register-with-taints takes it."""
-    kv, sep, effect = text.rpartition(":")
-    if not sep or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute") or not kv:
-        raise argparse.ArgumentTypeError(f"invalid taint {text!r}: want key[=value]:NoSchedule|PreferNoSchedule|NoExecute")
-    key, _, value = kv.partition("=")
-    return {"key": key, "value": value, "effect": effect}
-
-
-def _labels(text: str) -> dict[str, str]:
-    out = {}
-    for item in filter(None, (x.strip() for x in text.split(","))):
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise argparse.ArgumentTypeError(f"invalid label {item!r}: want key=value")
-        out[k] = v
-    return out
-
-
 def hollow_main(argv: list[str]) -> int:
     import asyncio
     import logging
     import signal
 
     from kubelab import logs
-    from kubelab.cliflags import duration
+    from kubelab.cliflags import duration, labels, taint
     from kubelab.lab.hollow import HollowConfig
     p = argparse.ArgumentParser(prog="kubelab hollow-nodes",
                                 description="Register fake nodes and play their kubelets (no containers).")
@@ -91,8 +72,8 @@ def hollow_main(argv: list[str]) -> int:
     p.add_argument("--cpu", default="8", help="each node's CPU capacity")
     p.add_argument("--memory", default="32Gi", help="each node's memory capacity")
     p.add_argument("--max-pods", type=int, default=110, help="each node's pod capacity")
-    p.add_argument("--node-labels", type=_labels, default={}, help="extra labels: k=v,k2=v2")
-    p.add_argument("--register-with-taints", type=_taint, action="append", default=[],
+    p.add_argument("--node-labels", type=labels, default={}, help="extra labels: k=v,k2=v2")
+    p.add_argument("--register-with-taints", type=taint, action="append", default=[],
                    help="a taint for every node: key[=value]:Effect (repeatable)")
     p.add_argument("--pod-ready-delay", type=duration, default=1.0, help="bound pod -> Running and Ready after this")
     p.add_argument("--node-lease-renew-interval", type=duration, default=10.0, help="how often each Lease is renewed")

@@ -49,3 +49,23 @@ def leader_election_config(a: argparse.Namespace) -> Any:
                                 lease_duration=a.leader_elect_lease_duration,
                                 renew_deadline=a.leader_elect_renew_deadline,
                                 retry_period=a.leader_elect_retry_period, release_on_cancel=True)
+
+
+def taint(text: str) -> dict:
+    """key[=value]:Effect, as --register-with-taints takes it."""
+    kv, sep, effect = text.rpartition(":")
+    if not sep or effect not in ("NoSchedule", "PreferNoSchedule", "NoExecute") or not kv:
+        raise argparse.ArgumentTypeError(f"invalid taint {text!r}: want key[=value]:NoSchedule|PreferNoSchedule|NoExecute")
+    key, _, value = kv.partition("=")
+    return {"key": key, "value": value, "effect": effect}
+
+
+def labels(text: str) -> dict[str, str]:
+    """k=v,k2=v2 (--node-labels, --kube-reserved, ...)."""
+    out = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise argparse.ArgumentTypeError(f"invalid label {item!r}: want key=value")
+        out[k] = v
+    return out

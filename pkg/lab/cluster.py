@@ -72,8 +72,9 @@ class Pod:
 
 class LabCluster:
     def __init__(self, images: dict[str, Path], nodes: int = 2, *, dns_upstreams: tuple[str, ...] = (),
-                 proxy_args: tuple[str, ...] = (), sync_period: str = "2s") -> None:
+                 proxy_args: tuple[str, ...] = (), sync_period: str = "2s", kubelets: bool = False) -> None:
         self.images = images
+        self.kubelets = kubelets
         self.nodes = [Node(f"node{i}", i) for i in range(1, nodes + 1)]
         self.net = LabNetwork(self.nodes)
         self.dns_upstreams = dns_upstreams
@@ -122,9 +123,15 @@ class LabCluster:
             exe.write_text(f"#!{sys.executable}\nimport sys\nfrom kubelab.cmd.cni_bridge import main\nsys.exit(main())\n")
             exe.chmod(0o755)
             os.symlink(CNI_BIN_DIR / "portmap", self.cni_bin / "portmap")
+            if self.kubelets:
+                self.procs["scheduler"] = spawn(
+                    [str(BIN / "kubelab-scheduler"), "--kubeconfig", str(self.kubeconfig), "--leader-elect=false",
+                     "--secure-port", "0"], self.tmp / "scheduler.log")
             for n in self.nodes:
                 self._node_up(n)
             self._wait_proxies()
+            if self.kubelets:
+                self._wait_nodes_ready()
         except BaseException:
             problems = self.down()
             if problems:
@@ -184,6 +191,8 @@ class LabCluster:
         ch = grpc.insecure_channel(f"unix://{cri.socket}")
         self.channels.append(ch)
         self.rt.append(pbg.RuntimeServiceStub(ch))
+        if self.kubelets:
+            self._kubelet(n)
         self.procs[f"proxy-{n.name}"] = spawn(
             n.nsenter() + [str(BIN / "kubelab-proxy"), "--kubeconfig", str(self.kubeconfig), "--hostname-override",
                            n.name, "--cluster-cidr", CLUSTER_CIDR, "--iptables-sync-period", self.sync_period,
@@ -195,6 +204,53 @@ class LabCluster:
             self.procs["dns"] = spawn(
                 n.nsenter() + [str(BIN / "kubelab-dns"), "--kubeconfig", str(self.kubeconfig), *ups,
                                "--pods", "insecure"], d / "dns.log")
+
+    def _kubelet(self, n: Node) -> None:
+        d = self.tmp / n.name
+        self.procs[f"kubelet-{n.name}"] = spawn(
+            n.nsenter() + [str(BIN / "kubelab-kubelet"), "--kubeconfig", str(self.kubeconfig), "--hostname-override",
+                           n.name, "--node-ip", n.ip, "--container-runtime-endpoint",
+                           f"unix://{self.cris[n.index - 1].socket}", "--root-dir", str(d / "kubelet"),
+                           "--pod-logs-dir", str(d / "pods"), "--cluster-dns", DNS_IP,
+                           "--cgroup-root", self.cgroup_parent(n), "--port", "10250",
+                           "--node-status-update-frequency", "2s"], d / "kubelet.log")
+
+    def _remove_all_sandboxes(self) -> list[str]:
+        from kubelab.cri.api import api_pb2 as pb
+        problems = []
+        for i, rt in enumerate(self.rt):
+            try:
+                for sb in rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items:
+                    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=60)
+                    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sb.id), timeout=60)
+            except Exception as e:
+                problems.append(f"removing the sandboxes of {self.nodes[i].name}: {e}")
+        return problems
+
+    def restart_kubelet(self, node: int, kill: bool = True) -> None:
+        """SIGKILL (or stop) a node's kubelet and start it again (0-based node)."""
+        n = self.nodes[node]
+        p = self.procs[f"kubelet-{n.name}"]
+        if kill:
+            p.kill()
+            p.wait()
+        else:
+            p.terminate()
+            p.wait(30)
+        self._kubelet(n)
+
+    def _wait_nodes_ready(self, timeout: float = 60) -> None:
+        async def ready(c: Any) -> bool:
+            nodes = (await c.list("v1", "nodes"))["items"]
+            ok = {x["metadata"]["name"] for x in nodes for cond in (x.get("status") or {}).get("conditions") or []
+                  if cond.get("type") == "Ready" and cond.get("status") == "True"}
+            return all(n.name in ok for n in self.nodes)
+        deadline = time.monotonic() + timeout
+        while not self.call(ready):
+            if time.monotonic() > deadline:
+                raise ClusterError("nodes not Ready within 60s: " + (self.tmp / self.nodes[0].name /
+                                                                      "kubelet.log").read_text()[-2000:])
+            time.sleep(0.5)
 
     def cgroup_parent(self, n: Node) -> str:
         return f"/kubelab-lab-{n.name}"
@@ -276,6 +332,13 @@ class LabCluster:
         """Stop and remove everything; returns what was found wrong or left behind."""
         from kubelab.cri.runtime import cgroups
         problems = self.remove_pods() if self.rt else []
+        if self.kubelets:
+            # what would recreate pods goes first, then every sandbox the kubelets made
+            for name in [k for k in self.procs if k.startswith("kubelet-") or k in ("controller-manager", "scheduler")]:
+                p = self.procs[name]
+                if p.poll() is None:
+                    stop(p, 30)
+            problems += self._remove_all_sandboxes()
         for ch in self.channels:
             ch.close()
         for name, p in self.procs.items():

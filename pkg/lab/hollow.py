@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubelab.api.duration import parse_duration
+from kubelab.api.timefmt import now_rfc3339
 from kubelab.client.informer import SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
-from kubelab.api.timefmt import now_rfc3339, micro_time
+from kubelab.kubelet.node import LEASE_NS, conditions, renew_lease
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +30,10 @@ Obj = dict[str, Any]
 LABEL = "kubelab.dev/hollow-node"
 EXIT_AFTER = "hollow.kubelab.dev/exit-after"
 EXIT_CODE = "hollow.kubelab.dev/exit-code"
-LEASE_NS = "kube-node-lease"
 
 
 def _now() -> str:
     return now_rfc3339()
-
-
-def _micro() -> str:
-    return micro_time()
 
 
 @dataclass
@@ -69,15 +65,7 @@ def node_object(cfg: HollowConfig, i: int) -> Obj:
                                     "operatingSystem": "linux", "architecture": "amd64", "osImage": "hollow",
                                     "kernelVersion": "", "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
                                     "bootID": ""},
-                       "conditions": [
-                           {"type": t, "status": "False", "reason": r, "message": m, "lastHeartbeatTime": _now(),
-                            "lastTransitionTime": _now()}
-                           for t, r, m in (("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                                           ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                                           ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"))]
-                       + [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                           "message": "kubelet is posting ready status", "lastHeartbeatTime": _now(),
-                           "lastTransitionTime": _now()}]}}
+                       "conditions": conditions(True, "", None, _now())}}
 
 
 class HollowNodes:
@@ -112,15 +100,7 @@ class HollowNodes:
         log.info("registered hollow nodes count=%d prefix=%s", self.cfg.count, self.cfg.prefix)
 
     async def _renew(self, name: str) -> None:
-        spec = {"holderIdentity": name, "leaseDurationSeconds": self.cfg.lease_duration, "renewTime": _micro()}
-        try:
-            await self.client.patch("coordination.k8s.io/v1", "leases", LEASE_NS, name, {"spec": spec})
-        except ApiError as e:
-            if not is_not_found(e):
-                raise
-            await self.client.create("coordination.k8s.io/v1", "leases", {
-                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": name, "namespace": LEASE_NS}, "spec": spec}, LEASE_NS)
+        await renew_lease(self.client, name, self.cfg.lease_duration)
 
     async def renew_leases(self) -> None:
         """Renew every node's Lease each renew_interval, spread evenly over it."""

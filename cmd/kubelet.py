@@ -1,0 +1,113 @@
+"""kubelab-kubelet: flags -> KubeletConfig -> Kubelet (node registration, pods through CRI)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from kubelab import logs
+from kubelab.cliflags import duration, labels, taint
+
+log = logging.getLogger("kubelab.kubelet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubelab-kubelet", description="kubelab's kubelet: the node agent.")
+    p.add_argument("--kubeconfig", default="", help="kubeconfig with the API server and the node's credentials")
+    p.add_argument("--hostname-override", default="", help="this node's name (default: the hostname)")
+    p.add_argument("--node-ip", default="", help="the node's InternalIP (default: the address that routes to the "
+                                                 "API server)")
+    p.add_argument("--container-runtime-endpoint", default="unix:///run/kubelab-cri/cri.sock",
+                   help="the CRI runtime's socket")
+    p.add_argument("--root-dir", default="/var/lib/kubelet", help="the kubelet's state directory")
+    p.add_argument("--pod-logs-dir", default="/var/log/pods", help="where containers' logs go (podLogsDir)")
+    p.add_argument("--pod-manifest-path", default="", help="a directory of static pod manifests")
+    p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for ClusterFirst pods")
+    p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
+    p.add_argument("--resolv-conf", default="/etc/resolv.conf", help="the resolver configuration for Default pods")
+    p.add_argument("--cgroup-root", default="/", help="the cgroup the kubepods hierarchy goes under")
+    p.add_argument("--node-labels", type=labels, default={}, help="labels to register the node with: k=v,k2=v2")
+    p.add_argument("--register-with-taints", type=taint, action="append", default=[],
+                   help="a taint to register the node with: key[=value]:Effect (repeatable)")
+    p.add_argument("--kube-reserved", type=labels, default={}, help="resources reserved for Kubernetes: cpu=100m,...")
+    p.add_argument("--system-reserved", type=labels, default={}, help="resources reserved for the system")
+    p.add_argument("--max-pods", type=int, default=110, help="pods this node runs at most")
+    p.add_argument("--port", type=int, default=10250, help="the kubelet server's port")
+    p.add_argument("--address", default="0.0.0.0", help="the kubelet server's address")
+    p.add_argument("--node-status-update-frequency", type=duration, default=10.0,
+                   help="how often the node's status is computed")
+    p.add_argument("--sync-frequency", type=duration, default=60.0, help="the longest time between two syncs of a pod")
+    p.add_argument("--runtime-request-timeout", type=duration, default=120.0, help="timeout of CRI requests")
+    p.add_argument("-v", "--v", type=int, default=0, dest="verbosity")
+    return p
+
+
+def _route_ip(server: str) -> str:
+    """The local address the kernel would use to reach the API server."""
+    from urllib.parse import urlparse
+    u = urlparse(server)
+    host = u.hostname or "127.0.0.1"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, u.port or 443))
+        return s.getsockname()[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
+    a = p.parse_args(argv)
+    logs.setup("kubelet", a.verbosity)
+    from kubelab.client.rest import Client
+    from kubelab.kubelet.config import KubeletConfig
+    from kubelab.kubelet.kubelet import Kubelet
+    if a.max_pods < 1:
+        p.error("--max-pods must be at least 1")
+    dns = [x.strip() for x in a.cluster_dns.split(",") if x.strip()]
+    for ip in dns + ([a.node_ip] if a.node_ip else []):
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            p.error(f"invalid IP address {ip!r}")
+    try:
+        client = Client.from_kubeconfig(a.kubeconfig or None, component="kubelet")
+    except Exception as e:
+        p.error(f"--kubeconfig: {e}")
+    node_ip = a.node_ip or _route_ip(client.config.server)
+    cfg = KubeletConfig(node_name=(a.hostname_override or socket.gethostname()).lower(), node_ip=node_ip,
+                        container_runtime_endpoint=a.container_runtime_endpoint, root_dir=Path(a.root_dir),
+                        pod_logs_dir=Path(a.pod_logs_dir),
+                        pod_manifest_path=Path(a.pod_manifest_path) if a.pod_manifest_path else None,
+                        cluster_dns=dns, cluster_domain=a.cluster_domain, resolv_conf=Path(a.resolv_conf),
+                        cgroup_root=a.cgroup_root, node_labels=a.node_labels, register_with_taints=a.register_with_taints,
+                        kube_reserved=a.kube_reserved, system_reserved=a.system_reserved, max_pods=a.max_pods,
+                        port=a.port, address=a.address, node_status_update_frequency=a.node_status_update_frequency,
+                        sync_frequency=a.sync_frequency, runtime_request_timeout=a.runtime_request_timeout)
+
+    async def run() -> int:
+        kubelet = Kubelet(cfg, client)
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await kubelet.run()
+        except asyncio.CancelledError:
+            log.info("stopping")
+        finally:
+            await client.close()
+        return 0
+    try:
+        return asyncio.run(run())
+    except KeyboardInterrupt:
+        return 0
+    except Exception as e:           # one line, never a traceback
+        print(f"kubelab-kubelet: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The kubelet's CRI client: the RuntimeService and ImageService of --container-runtime-endpoint over
+grpc.aio, requests built from the dicts of runtimespec.py, and what a pod holds in the runtime read
+back into actions.PodRuntime (upstream's kuberuntime GetPodStatus)."""
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import json_format
+
+from kubelab.cri.api import api_pb2 as pb
+from kubelab.cri.api import api_pb2_grpc as pbg
+
+from .actions import ContainerState, PodRuntime, SandboxState
+from .runtimespec import CONTAINER_HASH, CONTAINER_NAME, KUBELET_MANAGED, POD_UID
+
+Obj = dict[str, Any]
+
+CONTAINER_STATES = {pb.CONTAINER_CREATED: "created", pb.CONTAINER_RUNNING: "running",
+                    pb.CONTAINER_EXITED: "exited", pb.CONTAINER_UNKNOWN: "unknown"}
+
+
+def _secs(ns: int) -> float:
+    return ns / 1e9 if ns else 0.0
+
+
+class RuntimeClient:
+    def __init__(self, endpoint: str, timeout: float = 120.0) -> None:
+        target = endpoint if endpoint.startswith("unix://") else f"unix://{endpoint}"
+        self.channel = grpc.aio.insecure_channel(target)
+        self.rt = pbg.RuntimeServiceStub(self.channel)
+        self.img = pbg.ImageServiceStub(self.channel)
+        self.timeout = timeout
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    # -- runtime ----------------------------------------------------------------------------------
+
+    async def version(self) -> str:
+        v = await self.rt.Version(pb.VersionRequest(version="v1"), timeout=10)
+        return f"{v.runtime_name}://{v.runtime_version}"
+
+    async def runtime_name(self) -> str:
+        return (await self.rt.Version(pb.VersionRequest(version="v1"), timeout=10)).runtime_name
+
+    async def status(self) -> tuple[bool, str]:
+        """(ready, why not) from RuntimeReady and NetworkReady, worded as the kubelet reports it."""
+        st = await self.rt.Status(pb.StatusRequest(), timeout=10)
+        for c in st.status.conditions:
+            if not c.status:
+                if c.type == "NetworkReady":
+                    return False, (f"container runtime network not ready: NetworkReady=false reason:{c.reason} "
+                                   f"message:{c.message}")
+                return False, f"container runtime is down: {c.type}=false reason:{c.reason} message:{c.message}"
+        return True, ""
+
+    async def run_sandbox(self, config: Obj) -> str:
+        cfg = json_format.ParseDict(config, pb.PodSandboxConfig())
+        r = await self.rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg), timeout=self.timeout)
+        return r.pod_sandbox_id
+
+    async def stop_sandbox(self, sid: str) -> None:
+        await self.rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid), timeout=self.timeout)
+
+    async def remove_sandbox(self, sid: str) -> None:
+        await self.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=self.timeout)
+
+    async def create_container(self, sid: str, config: Obj, sandbox_config: Obj) -> str:
+        req = pb.CreateContainerRequest(pod_sandbox_id=sid, config=json_format.ParseDict(config, pb.ContainerConfig()),
+                                        sandbox_config=json_format.ParseDict(sandbox_config, pb.PodSandboxConfig()))
+        return (await self.rt.CreateContainer(req, timeout=self.timeout)).container_id
+
+    async def start_container(self, cid: str) -> None:
+        await self.rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=self.timeout)
+
+    async def stop_container(self, cid: str, grace: int) -> None:
+        await self.rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=grace),
+                                    timeout=grace + self.timeout)
+
+    async def exec_sync(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+        r = await self.rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=cmd, timeout=int(max(1, timeout))),
+                                   timeout=timeout + 10)
+        return r.exit_code, r.stdout, r.stderr
+
+    async def managed_sandboxes(self) -> list[Any]:
+        r = await self.rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(
+            label_selector={KUBELET_MANAGED: "true"})), timeout=30)
+        return list(r.items)
+
+    async def managed_containers(self) -> list[Any]:
+        r = await self.rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(
+            label_selector={KUBELET_MANAGED: "true"})), timeout=30)
+        return list(r.containers)
+
+    async def pod_runtime(self, uid: str) -> PodRuntime:
+        """Every sandbox and container the runtime holds for the pod (statuses included)."""
+        sbs = (await self.rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(
+            label_selector={POD_UID: uid})), timeout=30)).items
+        out = PodRuntime()
+        for s in sorted(sbs, key=lambda s: (s.metadata.attempt, s.created_at), reverse=True):
+            st = SandboxState(s.id, s.metadata.attempt, s.state == pb.SANDBOX_READY, _secs(s.created_at))
+            if st.ready and not out.sandboxes:
+                try:
+                    full = await self.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=s.id), timeout=30)
+                    st.ip = full.status.network.ip
+                    st.ips = [st.ip] + [x.ip for x in full.status.network.additional_ips] if st.ip else []
+                except grpc.aio.AioRpcError:
+                    st.ready = False
+            out.sandboxes.append(st)
+        cs = (await self.rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(
+            label_selector={POD_UID: uid})), timeout=30)).containers
+        for c in cs:
+            try:
+                full = (await self.rt.ContainerStatus(pb.ContainerStatusRequest(container_id=c.id), timeout=30)).status
+            except grpc.aio.AioRpcError:
+                continue
+            out.containers.append(ContainerState(
+                id=c.id, name=c.labels.get(CONTAINER_NAME, c.metadata.name), attempt=c.metadata.attempt,
+                state=CONTAINER_STATES.get(full.state, "unknown"), created_at=_secs(full.created_at),
+                started_at=_secs(full.started_at), finished_at=_secs(full.finished_at), exit_code=full.exit_code,
+                reason=full.reason, message=full.message, image=full.image.image, image_ref=full.image_ref,
+                hash=c.annotations.get(CONTAINER_HASH, ""), sandbox_id=c.pod_sandbox_id))
+        return out
+
+    # -- images -----------------------------------------------------------------------------------
+
+    async def image_present(self, image: str) -> str | None:
+        r = await self.img.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=image)), timeout=30)
+        return r.image.id if r.HasField("image") and r.image.id else None
+
+    async def pull(self, image: str) -> str:
+        r = await self.img.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)), timeout=self.timeout * 5)
+        return r.image_ref
+
+    async def images(self) -> list[Obj]:
+        r = await self.img.ListImages(pb.ListImagesRequest(), timeout=30)
+        return [{"names": list(i.repo_tags) + list(i.repo_digests), "sizeBytes": int(i.size)} for i in r.images]

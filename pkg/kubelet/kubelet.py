@@ -1,0 +1,467 @@
+"""The kubelet: the pods bound to this node, run through CRI (upstream's kubelet.go, pod_workers.go,
+the generic PLEG and the status manager, in one place for now).
+
+* The Node is registered and its status kept (node.py); its Lease renewed every 10 s.
+* Pods come from a field-selected watch (spec.nodeName=<node>). Each pod has a worker task that
+  syncs it whenever its spec changes, the PLEG sees its containers change (a relist of the runtime
+  every second) or its resync period passes: the runtime's view (cri.RuntimeClient.pod_runtime)
+  and the spec give the actions (actions.compute: sandbox, init containers in order, app
+  containers, restarts with CrashLoopBackOff), which run, and the status (podstatus.pod_status)
+  is patched when it changed.
+* Images follow imagePullPolicy, with ErrImagePull then ImagePullBackOff.
+* A pod being deleted has its containers stopped within its grace period, its sandbox stopped, and
+  is then deleted from the API for good (grace 0, uid precondition); its sandboxes are removed.
+* Sandboxes of pods the API no longer has are stopped and removed.
+* Restart safety: everything is read back from the runtime, so a restarted kubelet adopts running
+  containers without restarting them.
+Events carry upstream's reasons and messages (Scheduled is the scheduler's; Pulling, Pulled,
+Created, Started, Killing, BackOff, Failed, FailedCreatePodSandBox, SandboxChanged).
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from typing import Any
+
+import grpc
+
+from kubelab.api.timefmt import now_rfc3339
+from kubelab.client.events import EventRecorder
+from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFactory
+from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
+
+from . import node as nodestatus
+from .actions import Backoff, PodRuntime, compute
+from .config import KubeletConfig
+from .cri import RuntimeClient
+from .podstatus import Waiting, pod_status
+from .runtimespec import POD_UID, container_config, host_resolv, image_pull_policy, sandbox_config
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+IMAGE_BACKOFF_INITIAL, IMAGE_BACKOFF_MAX = 10.0, 300.0
+
+
+def _rpc_message(e: BaseException) -> str:
+    if isinstance(e, grpc.aio.AioRpcError):
+        return f"rpc error: code = {e.code().name.title().replace('_', '')} desc = {e.details()}"
+    return str(e)
+
+
+class Kubelet:
+    def __init__(self, cfg: KubeletConfig, client: Client, runtime: RuntimeClient | None = None) -> None:
+        self.cfg = cfg
+        self.client = client
+        self.runtime = runtime or RuntimeClient(cfg.container_runtime_endpoint, cfg.runtime_request_timeout)
+        self.factory = SharedInformerFactory(client)
+        self.pods = self.factory.informer("v1", "pods", field_selector=f"spec.nodeName={cfg.node_name}")
+        self.recorder = EventRecorder(client, component="kubelet", host=cfg.node_name)
+        self.backoff = Backoff()
+        self.image_backoff: dict[str, tuple[float, float]] = {}     # image -> (delay, failed at)
+        self.known: dict[str, Obj] = {}                             # uid -> latest pod seen
+        self.triggers: dict[str, asyncio.Event] = {}
+        self.workers: dict[str, asyncio.Task] = {}
+        self.start_times: dict[str, str] = {}
+        self.waiting: dict[str, Waiting] = {}
+        self.liveness_failed: dict[str, set[str]] = {}
+        self.node_obj: Obj | None = None
+        self.runtime_name = "kubelab"
+        self.host_dns = host_resolv(cfg.resolv_conf)
+        self._pleg_seen: dict[str, tuple] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    # -- node -------------------------------------------------------------------------------------
+
+    async def register(self) -> None:
+        body = nodestatus.node_object(self.cfg.node_name, labels=self.cfg.node_labels,
+                                      taints=self.cfg.register_with_taints)
+        try:
+            self.node_obj = await self.client.create("v1", "nodes", body)
+            log.info("registered node %s", self.cfg.node_name)
+        except ApiError as e:
+            if e.code != 409:
+                raise
+            self.node_obj = await self.client.get("v1", "nodes", None, self.cfg.node_name)
+            want = {**(self.node_obj["metadata"].get("labels") or {}), **body["metadata"]["labels"]}
+            if want != self.node_obj["metadata"].get("labels"):
+                self.node_obj = await self.client.patch("v1", "nodes", None, self.cfg.node_name,
+                                                        {"metadata": {"labels": want}})
+        await self.update_node_status(force=True)
+
+    async def update_node_status(self, force: bool = False) -> None:
+        try:
+            ready, why = await self.runtime.status()
+            version = await self.runtime.version()
+            images = await self.runtime.images()
+        except grpc.aio.AioRpcError as e:
+            ready, why, version, images = False, f"container runtime is down: {_rpc_message(e)}", "", []
+        cap = nodestatus.capacity(self.cfg.root_dir, self.cfg.max_pods)
+        alloc = nodestatus.allocatable(cap, {**self.cfg.kube_reserved, **self.cfg.system_reserved})
+        cur = await self.client.get("v1", "nodes", None, self.cfg.node_name)
+        self.node_obj = cur
+        st = nodestatus.node_status(cur.get("status") or {}, cap=cap, alloc=alloc, node_ip=self.cfg.node_ip,
+                                    hostname=self.cfg.node_name, port=self.cfg.port,
+                                    info=nodestatus.node_info(version), images=images, ready=ready,
+                                    not_ready_message=why)
+        if force or nodestatus.status_changed(cur.get("status") or {}, st):
+            await self.client.patch("v1", "nodes", None, self.cfg.node_name, {"status": st}, subresource="status")
+
+    async def _node_loop(self) -> None:
+        last_report = time.monotonic()
+        while True:
+            await asyncio.sleep(self.cfg.node_status_update_frequency)
+            force = time.monotonic() - last_report > self.cfg.node_status_report_frequency
+            try:
+                await self.update_node_status(force=force)
+                if force:
+                    last_report = time.monotonic()
+            except (ApiError, OSError) as e:
+                log.warning("node status not updated: %s", e)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                await nodestatus.renew_lease(self.client, self.cfg.node_name, self.cfg.node_lease_duration_seconds,
+                                             self.node_obj)
+            except (ApiError, OSError) as e:
+                log.warning("lease not renewed: %s", e)
+            await asyncio.sleep(self.cfg.node_lease_duration_seconds / 4)
+
+    # -- pod events ---------------------------------------------------------------------------------
+
+    def _on_pod(self, *objs: Obj) -> None:
+        pod = objs[-1]
+        uid = pod["metadata"]["uid"]
+        self.known[uid] = pod
+        self._trigger(uid)
+
+    def _on_pod_delete(self, pod: Obj) -> None:
+        if isinstance(pod, DeletedFinalStateUnknown):
+            pod = pod.obj
+        uid = pod["metadata"]["uid"]
+        self.known.pop(uid, None)
+        self._trigger(uid)
+
+    def _trigger(self, uid: str) -> None:
+        ev = self.triggers.get(uid)
+        if ev is None:
+            ev = self.triggers[uid] = asyncio.Event()
+            self.workers[uid] = asyncio.create_task(self._worker(uid), name=f"pod-{uid}")
+        ev.set()
+
+    async def _worker(self, uid: str) -> None:
+        ev = self.triggers[uid]
+        again: float | None = None
+        failures = 0
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(ev.wait(), timeout=again if again else self.cfg.sync_frequency)
+                except asyncio.TimeoutError:
+                    pass
+                ev.clear()
+                pod = self.known.get(uid)
+                try:
+                    if pod is None:
+                        await self._forget(uid)
+                        return
+                    again = await self.sync_pod(copy.deepcopy(pod))
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:          # retried with backoff; the pod's status tells the user
+                    failures += 1
+                    again = min(30.0, 0.5 * 2 ** failures)
+                    log.warning("syncing pod %s failed (retrying in %.1fs): %s", uid, again, _rpc_message(e))
+                if pod is not None and uid not in self.known and self.triggers.get(uid) is ev and not ev.is_set():
+                    ev.set()
+        finally:
+            if self.triggers.get(uid) is ev and uid not in self.known:
+                self.triggers.pop(uid, None)
+                self.workers.pop(uid, None)
+
+    async def _forget(self, uid: str) -> None:
+        """The pod is gone from the API: nothing of it may keep running."""
+        rt = await self.runtime.pod_runtime(uid)
+        await self._kill_all(None, rt, 0)
+        for sb in rt.sandboxes:
+            try:
+                await self.runtime.remove_sandbox(sb.id)
+            except grpc.aio.AioRpcError as e:
+                log.warning("removing sandbox %s of pod %s: %s", sb.id, uid, _rpc_message(e))
+        self.backoff.forget_pod(uid)
+        for d in (self.start_times, self.waiting, self.liveness_failed):
+            d.pop(uid, None)
+
+    # -- PLEG -------------------------------------------------------------------------------------
+
+    async def _pleg_loop(self) -> None:
+        """Relist the runtime every second; a pod whose containers or sandboxes changed is synced, a
+        sandbox of a pod the API does not have is removed."""
+        while True:
+            await asyncio.sleep(self.cfg.pleg_relist_period)
+            try:
+                sbs = await self.runtime.managed_sandboxes()
+                cs = await self.runtime.managed_containers()
+            except grpc.aio.AioRpcError as e:
+                log.warning("PLEG relist failed: %s", _rpc_message(e))
+                continue
+            seen: dict[str, list] = {}
+            for s in sbs:
+                seen.setdefault(s.labels.get(POD_UID, ""), []).append(("s", s.id, s.state))
+            for c in cs:
+                seen.setdefault(c.labels.get(POD_UID, ""), []).append(("c", c.id, c.state))
+            for uid, items in seen.items():
+                fp = tuple(sorted(items))
+                if self._pleg_seen.get(uid) != fp:
+                    self._pleg_seen[uid] = fp
+                    if uid in self.known or uid in self.triggers:
+                        self._trigger(uid)
+                if uid and uid not in self.known and uid not in self.triggers:
+                    self._trigger(uid)        # an orphan: its worker forgets it
+            for uid in [u for u in self._pleg_seen if u not in seen]:
+                del self._pleg_seen[uid]
+
+    # -- sync -------------------------------------------------------------------------------------
+
+    def _event(self, pod: Obj, etype: str, reason: str, message: str, field_path: str | None = None) -> None:
+        self.recorder.event(pod, etype, reason, message, field_path=field_path)
+
+    async def sync_pod(self, pod: Obj) -> float | None:
+        """One pass over a pod; returns seconds after which to look again (backoff), or None."""
+        uid = pod["metadata"]["uid"]
+        self.start_times.setdefault(uid, (pod.get("status") or {}).get("startTime") or now_rfc3339())
+        rt = await self.runtime.pod_runtime(uid)
+        if pod["metadata"].get("deletionTimestamp"):
+            await self._terminate(pod, rt)
+            return None
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            await self._kill_all(pod, rt, 0)
+            return None
+        waiting = self.waiting.setdefault(uid, Waiting())
+        waiting.reasons.clear()
+        acts = compute(pod, rt, self.backoff, liveness_failed=self.liveness_failed.pop(uid, set()))
+        again: float | None = None
+        spec = pod.get("spec") or {}
+        sid = acts.sandbox_id
+        attempt = rt.sandboxes[0].attempt if rt.sandboxes else 0
+        if acts.kill_pod:
+            if rt.sandboxes:
+                self._event(pod, "Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+            await self._kill_all(pod, rt, int(spec.get("terminationGracePeriodSeconds", 30)))
+        if acts.create_sandbox:
+            attempt = acts.attempt
+            sb_cfg = self._sandbox_config(pod, attempt)
+            try:
+                sid = await self.runtime.run_sandbox(sb_cfg)
+            except grpc.aio.AioRpcError as e:
+                msg = f"Failed to create pod sandbox: {_rpc_message(e)}"
+                self._event(pod, "Warning", "FailedCreatePodSandBox", msg)
+                await self._write_status(pod, await self.runtime.pod_runtime(uid))
+                raise RuntimeError(msg) from None
+            rt = await self.runtime.pod_runtime(uid)
+        if acts.done:
+            await self._write_status(pod, rt)
+            return None
+        sb_cfg = self._sandbox_config(pod, attempt)
+        for cid, why in acts.kill.items():
+            name = next((c.name for c in rt.containers if c.id == cid), "")
+            self._event(pod, "Normal", "Killing", why, self._field(pod, name))
+            await self._stop(cid, self._grace(pod))
+        for name, msg in acts.backoff.items():
+            waiting.reasons[name] = ("CrashLoopBackOff", msg)
+            self._event(pod, "Warning", "BackOff", f"Back-off restarting failed container {name} in pod "
+                                                   f"{pod['metadata']['name']}_{pod['metadata']['namespace']}({uid})",
+                        self._field(pod, name))
+            key = f"{uid}/{name}"
+            st = rt.latest(name)
+            left = self.backoff.in_backoff(key, st.finished_at if st else 0)
+            again = min(again or left + 0.1, left + 0.1)
+        to_start = [acts.next_init] if acts.next_init is not None else list(acts.start)
+        for c in to_start:
+            delay = await self._start_container(pod, c, sid, sb_cfg, rt, waiting)
+            if delay:
+                again = min(again or delay, delay)
+            if acts.next_init is not None:
+                break
+        await self._write_status(pod, await self.runtime.pod_runtime(uid))
+        return again
+
+    def _sandbox_config(self, pod: Obj, attempt: int) -> Obj:
+        return sandbox_config(pod, attempt=attempt, pod_logs_dir=self.cfg.pod_logs_dir, cgroup_root=self.cfg.cgroup_root,
+                              cluster_dns=self.cfg.cluster_dns, cluster_domain=self.cfg.cluster_domain,
+                              host_dns=self.host_dns)
+
+    @staticmethod
+    def _field(pod: Obj, name: str) -> str | None:
+        spec = pod.get("spec") or {}
+        if any(c["name"] == name for c in spec.get("initContainers") or []):
+            return f"spec.initContainers{{{name}}}"
+        return f"spec.containers{{{name}}}" if name else None
+
+    @staticmethod
+    def _grace(pod: Obj) -> int:
+        g = pod["metadata"].get("deletionGracePeriodSeconds")
+        if g is None:
+            g = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        return max(0, int(g))
+
+    async def _ensure_image(self, pod: Obj, c: Obj, waiting: Waiting) -> tuple[str | None, float | None]:
+        image = c.get("image", "")
+        policy = image_pull_policy(c)
+        fp = self._field(pod, c["name"])
+        have = await self.runtime.image_present(image)
+        if have and policy != "Always":
+            self._event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', fp)
+            return image, None
+        if policy == "Never":
+            msg = f'Container image "{image}" is not present with pull policy of Never'
+            waiting.reasons[c["name"]] = ("ErrImageNeverPull", msg)
+            self._event(pod, "Warning", "ErrImageNeverPull", msg, fp)
+            return None, None
+        delay, failed_at = self.image_backoff.get(image, (0.0, 0.0))
+        if delay and time.time() < failed_at + delay:
+            waiting.reasons[c["name"]] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+            self._event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', fp)
+            return None, failed_at + delay - time.time() + 0.1
+        self._event(pod, "Normal", "Pulling", f'Pulling image "{image}"', fp)
+        t0 = time.monotonic()
+        try:
+            await self.runtime.pull(image)
+        except grpc.aio.AioRpcError as e:
+            if have:          # Always, but the registry is unreachable: the local copy will do
+                return image, None
+            nd = min(IMAGE_BACKOFF_MAX, delay * 2) if delay else IMAGE_BACKOFF_INITIAL
+            self.image_backoff[image] = (nd, time.time())
+            msg = f'Failed to pull image "{image}": {_rpc_message(e)}'
+            waiting.reasons[c["name"]] = ("ErrImagePull", msg)
+            self._event(pod, "Warning", "Failed", msg, fp)
+            self._event(pod, "Warning", "Failed", "Error: ErrImagePull", fp)
+            return None, nd + 0.1
+        self.image_backoff.pop(image, None)
+        self._event(pod, "Normal", "Pulled", f'Successfully pulled image "{image}" in '
+                                             f'{time.monotonic() - t0:.3f}s', fp)
+        return image, None
+
+    async def _start_container(self, pod: Obj, c: Obj, sid: str, sb_cfg: Obj, rt: PodRuntime,
+                               waiting: Waiting) -> float | None:
+        uid = pod["metadata"]["uid"]
+        name = c["name"]
+        fp = self._field(pod, name)
+        image, delay = await self._ensure_image(pod, c, waiting)
+        if image is None:
+            return delay
+        prev = rt.latest(name)
+        attempt = prev.attempt + 1 if prev is not None else 0
+        if prev is not None and prev.state == "exited":
+            self.backoff.next(f"{uid}/{name}", prev.finished_at, prev.finished_at - prev.started_at)
+        env = [(e["name"], e.get("value", "")) for e in c.get("env") or [] if "valueFrom" not in e]
+        cfg = container_config(pod, c, attempt=attempt, image_ref=image, env=env)
+        try:
+            cid = await self.runtime.create_container(sid, cfg, sb_cfg)
+        except grpc.aio.AioRpcError as e:
+            msg = _rpc_message(e)
+            waiting.reasons[name] = ("CreateContainerError", msg)
+            self._event(pod, "Warning", "Failed", f"Error: {msg}", fp)
+            return 5.0
+        self._event(pod, "Normal", "Created", f"Created container {name}", fp)
+        try:
+            await self.runtime.start_container(cid)
+        except grpc.aio.AioRpcError as e:
+            msg = _rpc_message(e)
+            waiting.reasons[name] = ("RunContainerError", msg)
+            self._event(pod, "Warning", "Failed", f"Error: {msg}", fp)
+            return 5.0
+        self._event(pod, "Normal", "Started", f"Started container {name}", fp)
+        return None
+
+    async def _stop(self, cid: str, grace: int) -> None:
+        try:
+            await self.runtime.stop_container(cid, grace)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+
+    async def _kill_all(self, pod: Obj | None, rt: PodRuntime, grace: int) -> None:
+        running = rt.running()
+        for c in running:
+            if pod is not None:
+                self._event(pod, "Normal", "Killing", f"Stopping container {c.name}", self._field(pod, c.name))
+        await asyncio.gather(*(self._stop(c.id, grace) for c in running))
+        for sb in rt.sandboxes:
+            if sb.ready:
+                try:
+                    await self.runtime.stop_sandbox(sb.id)
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+
+    async def _terminate(self, pod: Obj, rt: PodRuntime) -> None:
+        """Graceful deletion: stop everything within the grace period, then delete for good."""
+        m = pod["metadata"]
+        await self._kill_all(pod, rt, self._grace(pod))
+        rt = await self.runtime.pod_runtime(m["uid"])
+        try:
+            await self._write_status(pod, rt, final=True)
+        except ApiError as e:
+            if not is_not_found(e):
+                log.warning("final status of %s/%s not written: %s", m["namespace"], m["name"], e)
+        try:
+            await self.client.delete("v1", "pods", m["namespace"], m["name"], grace_period_seconds=0,
+                                     preconditions={"uid": m["uid"]})
+        except ApiError as e:
+            if not (is_not_found(e) or is_conflict(e)):
+                raise
+        for sb in rt.sandboxes:
+            try:
+                await self.runtime.remove_sandbox(sb.id)
+            except grpc.aio.AioRpcError as e:
+                log.warning("removing sandbox %s: %s", sb.id, _rpc_message(e))
+
+    async def _write_status(self, pod: Obj, rt: PodRuntime, final: bool = False) -> None:
+        uid = pod["metadata"]["uid"]
+        st = pod_status(pod, rt, waiting=self.waiting.get(uid, Waiting()), ready={}, started={},
+                        runtime=self.runtime_name, host_ips=[self.cfg.node_ip], start_time=self.start_times[uid],
+                        now=now_rfc3339(), final=final)
+        if st == (pod.get("status") or {}):
+            return
+        m = pod["metadata"]
+        try:
+            new = await self.client.patch("v1", "pods", m["namespace"], m["name"],
+                                          {"metadata": {"uid": uid}, "status": st}, "merge", subresource="status")
+            pod["status"] = new.get("status") or st
+        except ApiError as e:
+            if not (is_not_found(e) or is_conflict(e)):
+                raise
+
+    # -- running ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            self.runtime_name = await self.runtime.runtime_name()
+        except grpc.aio.AioRpcError as e:
+            log.warning("the container runtime does not answer yet: %s", _rpc_message(e))
+        self.cfg.pod_logs_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg.root_dir.mkdir(parents=True, exist_ok=True)
+        await self.register()
+        self.pods.add_event_handler(self._on_pod, self._on_pod, self._on_pod_delete)
+        self.factory.start()
+        self._tasks = [asyncio.create_task(self._node_loop(), name="node-status"),
+                       asyncio.create_task(self._lease_loop(), name="node-lease")]
+        await self.pods.wait_for_sync()
+        self._tasks.append(asyncio.create_task(self._pleg_loop(), name="pleg"))
+        log.info("kubelet for node %s running (runtime %s)", self.cfg.node_name, self.runtime_name)
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            for t in self._tasks + list(self.workers.values()):
+                t.cancel()
+            await asyncio.gather(*self._tasks, *self.workers.values(), return_exceptions=True)
+            await self.factory.shutdown()
+            await self.recorder.shutdown()
+            await self.runtime.close()
+

@@ -1,0 +1,193 @@
+"""The kubelet on a two-node lab with real containers, driven with the real kubectl: an nginx
+Deployment and its Service come up and answer on the ClusterIP and a NodePort from inside the
+nodes; pods get their IPs, conditions and container statuses; scaling 3 -> 10 -> 2 converges;
+a deleted pod goes through graceful termination and is replaced; a container that keeps failing
+goes into CrashLoopBackOff with RESTARTS counting up; and a SIGKILLed kubelet, restarted, adopts
+its running containers without restarting any.
+
+    host: etcd, apiserver on 192.168.56.1, controller-manager, scheduler, kubectl
+    node1 / node2 (network namespaces): kubelab-cri, kubelab-kubelet, kubelab-proxy (+ kubelab-dns on node1)
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kubelab.lab.cluster import LabCluster
+
+pytestmark = pytest.mark.e2e
+
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+
+
+def wait(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
+
+
+@pytest.fixture(scope="module")
+def lab(test_images):
+    cluster = LabCluster({"nginx": test_images["nginx"], "busybox": test_images["busybox"]}, kubelets=True)
+    cluster.up()
+    try:
+        yield cluster
+    finally:
+        problems = cluster.down()
+        assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def k(lab, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("kube-cache")
+
+    def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
+        p = subprocess.run([KUBECTL, "--kubeconfig", str(lab.kubeconfig), "--cache-dir", str(cache), *args],
+                           input=input, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode:
+            raise AssertionError(f"kubectl {shlex.join(args)}: {p.stdout}\n{p.stderr}\n"
+                                 + (lab.tmp / "node1" / "kubelet.log").read_text()[-3000:])
+        return p.stdout
+    return run
+
+
+def kjson(k, *args: str) -> dict:
+    return json.loads(k(*args, "-o", "json"))
+
+
+def fetch(lab, node: int, url: str) -> str:
+    """GET url from inside a node's network namespace (where kube-proxy's rules are)."""
+    code = f"import urllib.request,sys; sys.stdout.write(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
+    p = subprocess.run(lab.nodes[node].nsenter() + [sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=20)
+    return p.stdout if p.returncode == 0 else f"FAILED: {p.stderr.strip().splitlines()[-1:] }"
+
+
+def test_nginx_deployment_is_reachable_and_scales(lab, k):
+    image = lab.image_refs[0]["nginx"]
+    k("apply", "-f", "-", input=f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: nginx, namespace: default}}
+spec:
+  replicas: 3
+  selector: {{matchLabels: {{app: nginx}}}}
+  template:
+    metadata: {{labels: {{app: nginx}}}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: nginx
+        image: {image}
+        imagePullPolicy: IfNotPresent
+        ports: [{{containerPort: 80}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: nginx, namespace: default}}
+spec:
+  type: NodePort
+  selector: {{app: nginx}}
+  ports: [{{port: 80, targetPort: 80, nodePort: 30080}}]
+""")
+    out = k("rollout", "status", "deployment/nginx", "--timeout=120s", timeout=150)
+    assert 'deployment "nginx" successfully rolled out' in out
+    pods = kjson(k, "get", "pods", "-l", "app=nginx")["items"]
+    assert len(pods) == 3
+    for p in pods:
+        st = p["status"]
+        assert st["phase"] == "Running" and st["podIP"].startswith("10.244.")
+        conds = {c["type"]: c["status"] for c in st["conditions"]}
+        assert conds == {"PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",
+                         "ContainersReady": "True", "PodScheduled": "True"}
+        cs = st["containerStatuses"][0]
+        assert cs["ready"] and cs["started"] and cs["restartCount"] == 0 and "running" in cs["state"]
+        assert cs["containerID"].startswith("kubelab-cri://") and st["qosClass"] == "BestEffort"
+        assert st["hostIP"] in {n.ip for n in lab.nodes}
+        # the pod answers on its own IP, from the other node
+        assert "nginx" in fetch(lab, 1, f"http://{st['podIP']}/").lower()
+    svc = kjson(k, "get", "service", "nginx")
+    cluster_ip = svc["spec"]["clusterIP"]
+    assert "nginx" in wait(lambda: (lambda t: t if "nginx" in t.lower() else None)(
+        fetch(lab, 0, f"http://{cluster_ip}/")), 30, "the ClusterIP answering").lower()
+    assert "nginx" in wait(lambda: (lambda t: t if "nginx" in t.lower() else None)(
+        fetch(lab, 1, f"http://{lab.nodes[0].ip}:30080/")), 30, "the NodePort answering").lower()
+    nodes = kjson(k, "get", "nodes")["items"]
+    for n in nodes:
+        st = n["status"]
+        assert {c["type"]: c["status"] for c in st["conditions"]}["Ready"] == "True"
+        assert st["nodeInfo"]["containerRuntimeVersion"].startswith("kubelab-cri://")
+        assert {a["type"] for a in st["addresses"]} == {"InternalIP", "Hostname"}
+        assert int(st["capacity"]["pods"]) == 110
+    events = k("get", "events", "--field-selector", "involvedObject.kind=Pod")
+    for reason in ("Scheduled", "Pulled", "Created", "Started"):
+        assert reason in events
+
+    # scale 3 -> 10 -> 2
+    for n in (10, 2):
+        k("scale", "deployment", "nginx", f"--replicas={n}")
+        k("rollout", "status", "deployment/nginx", "--timeout=120s", timeout=150)
+        wait(lambda n=n: len(kjson(k, "get", "pods", "-l", "app=nginx")["items"]) == n, 60, f"{n} pods")
+    running = [p for p in kjson(k, "get", "pods", "-l", "app=nginx")["items"] if p["status"].get("phase") == "Running"]
+    assert len(running) == 2
+
+
+def test_graceful_delete_and_replacement(lab, k):
+    before = {p["metadata"]["name"] for p in kjson(k, "get", "pods", "-l", "app=nginx")["items"]}
+    victim = sorted(before)[0]
+    t0 = time.monotonic()
+    k("delete", "pod", victim, "--timeout=60s", timeout=90)        # waits until the kubelet deleted it
+    assert time.monotonic() - t0 < 30
+    assert victim not in k("get", "pods", "-o", "name")
+    wait(lambda: len([p for p in kjson(k, "get", "pods", "-l", "app=nginx")["items"]
+                      if p["status"].get("phase") == "Running" and p["metadata"]["name"] not in before]) == 1,
+         60, "a replacement Running")
+    events = k("get", "events", "--field-selector", f"involvedObject.name={victim}")
+    assert "Killing" in events and "Stopping container nginx" in events
+
+
+def test_crashing_container_backs_off_and_counts_restarts(lab, k):
+    image = lab.image_refs[0]["busybox"]
+    k("run", "crasher", f"--image={image}", "--image-pull-policy=IfNotPresent", "--restart=Always", "--",
+      "sh", "-c", "echo boom; exit 3")
+
+    def restarted():
+        p = kjson(k, "get", "pod", "crasher")
+        cs = (p["status"].get("containerStatuses") or [{}])[0]
+        return cs if cs.get("restartCount", 0) >= 1 and "terminated" in (cs.get("lastState") or {}) else None
+    cs = wait(restarted, 60, "a restart")
+    assert cs["lastState"]["terminated"]["exitCode"] == 3 and cs["lastState"]["terminated"]["reason"] == "Error"
+    wait(lambda: (kjson(k, "get", "pod", "crasher")["status"]["containerStatuses"][0].get("state") or {})
+         .get("waiting", {}).get("reason") == "CrashLoopBackOff", 60, "CrashLoopBackOff")
+    out = k("get", "pod", "crasher")
+    assert "CrashLoopBackOff" in out
+    events = k("get", "events", "--field-selector", "involvedObject.name=crasher")
+    assert "Back-off restarting failed container crasher in pod crasher_default" in events
+    k("delete", "pod", "crasher", "--grace-period=1")
+
+
+def test_kubelet_restart_adopts_running_containers(lab, k):
+    def state():
+        return {p["metadata"]["name"]: (p["status"]["containerStatuses"][0]["containerID"],
+                                        p["status"]["containerStatuses"][0]["restartCount"])
+                for p in kjson(k, "get", "pods", "-l", "app=nginx")["items"]}
+    before = state()
+    assert before
+    for i in range(len(lab.nodes)):
+        lab.restart_kubelet(i, kill=True)
+    time.sleep(8)               # several PLEG relists and syncs after the restart
+    wait(lambda: all(c["status"] == "True" for n in kjson(k, "get", "nodes")["items"]
+                     for c in n["status"]["conditions"] if c["type"] == "Ready"), 30, "nodes Ready")
+    assert state() == before, "containers were restarted or replaced after a kubelet restart"
+    assert os.path.exists(lab.kubeconfig)
