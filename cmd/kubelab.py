@@ -23,27 +23,44 @@ def main(argv: list[str] | None = None) -> None:
     up = sub.add_parser("up", help="start the lab")
     up.add_argument("--apiserver-port", type=int, default=6443)
     up.add_argument("--etcd-port", type=int, default=23790)
+    up.add_argument("--nodes", type=int, default=2, help="lab nodes (network namespaces); 0: only etcd and the "
+                                                         "apiserver")
     sub.add_parser("down", help="stop the lab and remove everything it made")
     sub.add_parser("status", help="show what is running")
     sub.add_parser("images", help="build, import and list container images (kubelab images --help)")
     sub.add_parser("hollow-nodes", help="run fake nodes for scale tests (kubelab hollow-nodes --help)")
     a = p.parse_args(args)
-    lab = Lab(a.state_dir, **({"etcd_port": a.etcd_port, "apiserver_port": a.apiserver_port}
+    if a.cmd == "up" and not 0 <= a.nodes <= 8:
+        p.error("--nodes must be within 0-8")
+    lab = Lab(a.state_dir, **({"etcd_port": a.etcd_port, "apiserver_port": a.apiserver_port, "nodes": a.nodes}
                               if a.cmd == "up" else {}))
     try:
         if a.cmd == "up":
-            lab.up()
+            fetched = lab.up(log=lambda m: print(f"kubelab: {m}", flush=True))
             kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
-            print(f"kubelab is up: etcd and the apiserver at https://127.0.0.1:{a.apiserver_port}")
-            out = subprocess.run([kubectl, "--kubeconfig", str(lab.kubeconfig), "get", "namespaces"],
+            if a.nodes:
+                from kubelab.lab.nodes import HOST_IP
+                print(f"kubelab is up: the control plane at https://{HOST_IP}:{a.apiserver_port} and {a.nodes} nodes")
+                what = ["get", "nodes,pods,services", "-o", "wide"]
+            else:
+                print(f"kubelab is up: etcd and the apiserver at https://127.0.0.1:{a.apiserver_port}")
+                what = ["get", "namespaces"]
+            out = subprocess.run([kubectl, "--kubeconfig", str(lab.kubeconfig), *what],
                                  capture_output=True, text=True, timeout=30)
             print(out.stdout or out.stderr, end="")
+            for where, answer in fetched.items():
+                print(f"curl {where}:\n  {answer}")
             print(f"\nUse it with the real kubectl:\n  export KUBECONFIG={lab.kubeconfig}\n"
                   f"  export PATH={Path(sys.executable).parent}:$PATH\n  kubectl get all -A\n"
-                  f"Stop it with: {Path(sys.executable).parent}/kubelab down")
+                  f"Stop it with: {Path(sys.executable).parent}/kubelab"
+                  f"{'' if a.state_dir == DEFAULT_STATE else f' --state-dir {a.state_dir}'} down")
         elif a.cmd == "down":
-            lab.down()
+            problems = lab.down()
+            for pr in problems:
+                print(f"kubelab: {pr}", file=sys.stderr)
             print("kubelab is down")
+            if problems:
+                sys.exit(1)
         else:
             state = lab.running()
             if not state:

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for ClusterFirst pods")
     p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
     p.add_argument("--resolv-conf", default="/etc/resolv.conf", help="the resolver configuration for Default pods")
+    p.add_argument("--pod-cidr", default="", help="this node's pod CIDR, when no node IPAM controller assigns one")
     p.add_argument("--cgroup-root", default="/", help="the cgroup the kubepods hierarchy goes under")
     p.add_argument("--node-labels", type=labels, default={}, help="labels to register the node with: k=v,k2=v2")
     p.add_argument("--register-with-taints", type=taint, action="append", default=[],
@@ -67,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.max_pods < 1:
         p.error("--max-pods must be at least 1")
     dns = [x.strip() for x in a.cluster_dns.split(",") if x.strip()]
+    if a.pod_cidr:
+        try:
+            ipaddress.ip_network(a.pod_cidr)
+        except ValueError:
+            p.error(f"--pod-cidr: invalid CIDR {a.pod_cidr!r}")
     for ip in dns + ([a.node_ip] if a.node_ip else []):
         try:
             ipaddress.ip_address(ip)
@@ -82,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                         pod_logs_dir=Path(a.pod_logs_dir),
                         pod_manifest_path=Path(a.pod_manifest_path) if a.pod_manifest_path else None,
                         cluster_dns=dns, cluster_domain=a.cluster_domain, resolv_conf=Path(a.resolv_conf),
-                        cgroup_root=a.cgroup_root, node_labels=a.node_labels, register_with_taints=a.register_with_taints,
+                        cgroup_root=a.cgroup_root, pod_cidr=a.pod_cidr, node_labels=a.node_labels, register_with_taints=a.register_with_taints,
                         kube_reserved=a.kube_reserved, system_reserved=a.system_reserved, max_pods=a.max_pods,
                         port=a.port, address=a.address, node_status_update_frequency=a.node_status_update_frequency,
                         sync_frequency=a.sync_frequency, runtime_request_timeout=a.runtime_request_timeout)

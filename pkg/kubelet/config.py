@@ -17,6 +17,7 @@ class KubeletConfig:
     cluster_domain: str = "cluster.local"
     resolv_conf: Path = Path("/etc/resolv.conf")
     cgroup_root: str = "/"
+    pod_cidr: str = ""                               # standalone mode: no node IPAM controller
     node_labels: dict[str, str] = field(default_factory=dict)
     register_with_taints: list[dict] = field(default_factory=list)
     kube_reserved: dict[str, str] = field(default_factory=dict)

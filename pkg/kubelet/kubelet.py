@@ -78,7 +78,7 @@ class Kubelet:
 
     async def register(self) -> None:
         body = nodestatus.node_object(self.cfg.node_name, labels=self.cfg.node_labels,
-                                      taints=self.cfg.register_with_taints)
+                                      taints=self.cfg.register_with_taints, pod_cidr=self.cfg.pod_cidr or None)
         try:
             self.node_obj = await self.client.create("v1", "nodes", body)
             log.info("registered node %s", self.cfg.node_name)
@@ -87,9 +87,13 @@ class Kubelet:
                 raise
             self.node_obj = await self.client.get("v1", "nodes", None, self.cfg.node_name)
             want = {**(self.node_obj["metadata"].get("labels") or {}), **body["metadata"]["labels"]}
+            patch: Obj = {}
             if want != self.node_obj["metadata"].get("labels"):
-                self.node_obj = await self.client.patch("v1", "nodes", None, self.cfg.node_name,
-                                                        {"metadata": {"labels": want}})
+                patch["metadata"] = {"labels": want}
+            if self.cfg.pod_cidr and not (self.node_obj.get("spec") or {}).get("podCIDR"):
+                patch["spec"] = {"podCIDR": self.cfg.pod_cidr, "podCIDRs": [self.cfg.pod_cidr]}
+            if patch:
+                self.node_obj = await self.client.patch("v1", "nodes", None, self.cfg.node_name, patch)
         await self.update_node_status(force=True)
 
     async def update_node_status(self, force: bool = False) -> None:

@@ -18,7 +18,7 @@ def test_up_status_down(tmp_path):
     api_port, etcd_port = free_port(), free_port()
     while etcd_port + 1 == api_port:
         etcd_port = free_port()
-    up = subprocess.run([KUBELAB, "--state-dir", str(state), "up", "--apiserver-port", str(api_port),
+    up = subprocess.run([KUBELAB, "--state-dir", str(state), "up", "--nodes", "0", "--apiserver-port", str(api_port),
                          "--etcd-port", str(etcd_port)], capture_output=True, text=True, timeout=120)
     try:
         assert up.returncode == 0, up.stderr
@@ -31,7 +31,7 @@ def test_up_status_down(tmp_path):
         assert out.stdout.strip() == "service/kubernetes", out.stderr
         st = subprocess.run([KUBELAB, "--state-dir", str(state), "status"], capture_output=True, text=True)
         assert st.stdout.split("\n")[:2] == ["etcd: running", "apiserver: running"]
-        again = subprocess.run([KUBELAB, "--state-dir", str(state), "up", "--apiserver-port", str(api_port),
+        again = subprocess.run([KUBELAB, "--state-dir", str(state), "up", "--nodes", "0", "--apiserver-port", str(api_port),
                                 "--etcd-port", str(etcd_port)], capture_output=True, text=True, timeout=60)
         assert again.returncode == 1
         assert again.stderr.strip().startswith("kubelab: a lab is already running")
