@@ -128,6 +128,19 @@ async def test_secret_and_memory_volumes_on_tmpfs(vm, namespace):
     await vm.teardown(p["metadata"]["uid"])   # idempotent
 
 
+async def test_fsgroup_ownership(vm, namespace):
+    await vm.client.create("v1", "configmaps", {"metadata": {"name": "cfg"}, "data": {"k": "v"}}, namespace)
+    p = pod(namespace, [{"name": "cfg", "configMap": {"name": "cfg", "defaultMode": 0o400}},
+                        {"name": "scratch", "emptyDir": {}}])
+    p["spec"]["securityContext"] = {"fsGroup": 2345}
+    await vm.setup(p)
+    vols = vm.root_dir / "pods" / p["metadata"]["uid"] / "volumes"
+    st = os.stat(vols / "kubernetes.io~configmap" / "cfg" / "k")
+    assert (st.st_gid, oct(st.st_mode & 0o777)) == (2345, oct(0o440))
+    st = os.stat(vols / "kubernetes.io~empty-dir" / "scratch")
+    assert st.st_gid == 2345 and st.st_mode & 0o2000
+
+
 async def test_hostpath_types_and_subpaths(vm, namespace, tmp_path):
     host = tmp_path / "host"
     host.mkdir()

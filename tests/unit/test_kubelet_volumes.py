@@ -216,3 +216,19 @@ def test_token_requires_refresh(age_fraction, ttl, want):
     issued = 1_000_000.0
     tok = Token("t", issued + ttl, ttl)
     assert requires_refresh(tok, issued + ttl * age_fraction) is want
+
+
+def test_atomic_writer_fsgroup_ownership(tmp_path):
+    from kubelab.kubelet.volumes.ownership import set_volume_ownership
+    w = AtomicWriter(tmp_path)
+    assert w.write({"a": fp("1", 0o400), "d/b": fp("2", 0o600)},
+                   lambda ts: set_volume_ownership(ts, 4321, True)) is True
+    for rel, mode in [("a", 0o440), ("d/b", 0o640)]:
+        st = os.stat(tmp_path / rel)
+        assert (st.st_gid, oct(stat.S_IMODE(st.st_mode))) == (4321, oct(mode))
+    st = os.stat(tmp_path / "d")
+    assert st.st_gid == 4321 and st.st_mode & stat.S_ISGID and stat.S_IMODE(st.st_mode) & 0o070 == 0o050
+    # modes changed by the hook do not make the same payload look changed
+    assert w.write({"a": fp("1", 0o400), "d/b": fp("2", 0o600)},
+                   lambda ts: set_volume_ownership(ts, 4321, True)) is False
+    set_volume_ownership(tmp_path / "rw", None, False)     # no fsGroup: nothing to do, no error

@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 MAX_PATH_LENGTH = 4096
 MAX_FILE_NAME_LENGTH = 255
@@ -97,19 +98,23 @@ class AtomicWriter:
                 out[rel] = FileProjection(p.read_bytes(), p.stat().st_mode & 0o7777)
         return out
 
-    def _should_write(self, payload: dict[str, FileProjection], cur: Path | None) -> bool:
+    def _should_write(self, payload: dict[str, FileProjection], cur: Path | None, perms_hook: bool) -> bool:
         if cur is None or not cur.is_dir():
             return True
         old = self.read()
         if set(old) != set(payload):
             return True
+        if perms_hook:      # modes are the hook's business then: compare contents only, as upstream
+            return any(old[k].data != v.data for k, v in payload.items())
         return any(old[k] != v for k, v in payload.items())
 
-    def write(self, payload: dict[str, FileProjection]) -> bool:
-        """Make `payload` the volume's content; False when it already was (nothing written)."""
+    def write(self, payload: dict[str, FileProjection], set_perms: Callable[[Path], None] | None = None) -> bool:
+        """Make `payload` the volume's content; False when it already was (nothing written).
+        `set_perms` is called on the new timestamped directory before the swap (upstream's hook,
+        used for fsGroup ownership)."""
         clean = validate_payload(payload)
         cur = self.current_dir()
-        if not self._should_write(clean, cur):
+        if not self._should_write(clean, cur, set_perms is not None):
             # still make sure the user-visible links exist (a crash between swap and links)
             self._create_user_visible(clean)
             return False
@@ -125,6 +130,8 @@ class AtomicWriter:
                 with os.fdopen(fd, "wb") as f:
                     f.write(fp.data)
                 os.chmod(dest, fp.mode & 0o7777)
+            if set_perms is not None:
+                set_perms(ts_dir)
             tmp_link = self.target_dir / NEW_DATA_DIR_NAME
             try:
                 tmp_link.unlink()

@@ -31,6 +31,7 @@ from kubelab.kubelet.expansion import expand
 from kubelab.kubelet.volumes import tmpfs
 from kubelab.kubelet.volumes.atomic_writer import AtomicWriter, FileProjection, PayloadError
 from kubelab.kubelet.volumes.hostpath import HostPathError, check_type
+from kubelab.kubelet.volumes.ownership import set_volume_ownership
 from kubelab.kubelet.volumes.payload import (DEFAULT_MODE, PayloadSourceError, aggregate, configmap_payload,
                                              downward_api_payload, secret_payload)
 from kubelab.kubelet.volumes.token import TokenError, TokenManager
@@ -170,6 +171,8 @@ class VolumeManager:
             self._resolved[(uid, name)] = (path, ro)
             return False
         d = self.volume_dir(uid, kind, name)
+        fs_group = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+        fresh = not d.exists()
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -182,6 +185,8 @@ class VolumeManager:
                 raise self._fail(vol, f"unsupported medium {medium!r}")
             else:
                 os.chmod(d, 0o777)
+            if fresh:
+                set_volume_ownership(d, fs_group, False)
             return False
         if kind in MEMORY_BACKED:
             await self._mount_tmpfs(pod, vol, d, None)
@@ -190,7 +195,8 @@ class VolumeManager:
         except (PayloadSourceError, TokenError) as e:
             raise self._fail(vol, str(e)) from None
         try:
-            wrote = await asyncio.to_thread(AtomicWriter(d).write, payload)
+            perms = (lambda ts: set_volume_ownership(ts, fs_group, True)) if fs_group is not None else None
+            wrote = await asyncio.to_thread(AtomicWriter(d).write, payload, perms)
         except (PayloadError, OSError) as e:
             raise self._fail(vol, str(e)) from None
         return wrote
@@ -270,7 +276,10 @@ class VolumeManager:
                     t = s["serviceAccountToken"]
                     key = (pod["metadata"]["uid"], vol.get("name", ""), str(i), t.get("path", ""))
                     tok, _ = await self.tokens.get(key, pod, t.get("audience"), t.get("expirationSeconds"))
-                    payload[t.get("path", "")] = FileProjection(tok.token.encode(), mode)
+                    fs_group = ((pod.get("spec") or {}).get("securityContext") or {}).get("fsGroup")
+                    # with fsGroup the token is 0600 and SetVolumeOwnership makes it 0640, as upstream
+                    payload[t.get("path", "")] = FileProjection(tok.token.encode(),
+                                                                0o600 if fs_group is not None else mode)
                 elif s.get("clusterTrustBundle") is not None:
                     errors.append("clusterTrustBundle projections are not supported by this kubelet")
             except (PayloadSourceError, TokenError) as e:
