@@ -138,8 +138,9 @@ class VolumeManager:
         async with self._lock(uid):
             for vol in (pod.get("spec") or {}).get("volumes") or []:
                 kind = _kind(vol)
-                if kinds is not None and kind not in kinds:
-                    continue
+                if kinds is not None and (kind not in kinds or
+                                          not self.volume_dir(uid, kind, vol.get("name", "")).is_dir()):
+                    continue          # resync never creates: a volume not set up (or torn down) stays away
                 try:
                     changed |= await self._setup_volume(pod, vol, kind)
                 except VolumeError as e:
