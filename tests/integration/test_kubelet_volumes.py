@@ -126,6 +126,8 @@ async def test_secret_and_memory_volumes_on_tmpfs(vm, namespace):
     assert not vols.exists()
     assert p["metadata"]["uid"] not in vm.pod_uids_on_disk()
     await vm.teardown(p["metadata"]["uid"])   # idempotent
+    assert await vm.resync(p) is False         # a late resync does not bring the volumes back
+    assert not vols.exists() and mounts_under(vols) == []
 
 
 async def test_fsgroup_ownership(vm, namespace):
