@@ -36,8 +36,10 @@ from . import node as nodestatus
 from .actions import Backoff, PodRuntime, compute
 from .config import KubeletConfig
 from .cri import RuntimeClient
+from .envvars import EnvError, container_env
 from .podstatus import Waiting, pod_status
 from .runtimespec import POD_UID, container_config, host_resolv, image_pull_policy, sandbox_config
+from .volumes import VolumeError, VolumeManager
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,29 @@ def _rpc_message(e: BaseException) -> str:
     return str(e)
 
 
+def _sources(pod: Obj, kind: str) -> set[str]:
+    """Names of the configMaps (kind "configMap") or secrets ("secret") a pod's volumes and env use."""
+    key = "name" if kind == "configMap" else "secretName"
+    out: set[str] = set()
+    spec = pod.get("spec") or {}
+    for v in spec.get("volumes") or []:
+        if kind in v:
+            out.add(v[kind].get(key) or v[kind].get("name") or "")
+        for src in (v.get("projected") or {}).get("sources") or []:
+            if kind in src:
+                out.add(src[kind].get("name") or "")
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        for e in c.get("envFrom") or []:
+            ref = e.get(f"{kind}Ref")
+            if ref:
+                out.add(ref.get("name") or "")
+        for e in c.get("env") or []:
+            ref = (e.get("valueFrom") or {}).get(f"{kind}KeyRef")
+            if ref:
+                out.add(ref.get("name") or "")
+    return out
+
+
 class Kubelet:
     def __init__(self, cfg: KubeletConfig, client: Client, runtime: RuntimeClient | None = None) -> None:
         self.cfg = cfg
@@ -59,6 +84,10 @@ class Kubelet:
         self.runtime = runtime or RuntimeClient(cfg.container_runtime_endpoint, cfg.runtime_request_timeout)
         self.factory = SharedInformerFactory(client)
         self.pods = self.factory.informer("v1", "pods", field_selector=f"spec.nodeName={cfg.node_name}")
+        self.services = self.factory.informer("v1", "services")
+        self.configmaps = self.factory.informer("v1", "configmaps")
+        self.secrets = self.factory.informer("v1", "secrets")
+        self.volumes = VolumeManager(client, cfg.root_dir, cfg.node_name)
         self.recorder = EventRecorder(client, component="kubelet", host=cfg.node_name)
         self.backoff = Backoff()
         self.image_backoff: dict[str, tuple[float, float]] = {}     # image -> (delay, failed at)
@@ -150,6 +179,17 @@ class Kubelet:
         self.known.pop(uid, None)
         self._trigger(uid)
 
+    def _on_source(self, kind: str):
+        """A configMap or secret changed: the pods that use it resync their volumes and env."""
+        def handler(*objs: Obj) -> None:
+            o = objs[-1]
+            o = o.obj if isinstance(o, DeletedFinalStateUnknown) else o
+            ns, name = o["metadata"].get("namespace"), o["metadata"]["name"]
+            for uid, pod in list(self.known.items()):
+                if pod["metadata"].get("namespace") == ns and name in _sources(pod, kind):
+                    self._trigger(uid)
+        return handler
+
     def _trigger(self, uid: str) -> None:
         ev = self.triggers.get(uid)
         if ev is None:
@@ -200,6 +240,10 @@ class Kubelet:
         self.backoff.forget_pod(uid)
         for d in (self.start_times, self.waiting, self.liveness_failed):
             d.pop(uid, None)
+        try:
+            await self.volumes.teardown(uid)
+        except VolumeError as e:
+            log.warning("volumes of pod %s not torn down: %s", uid, e.message)
 
     # -- PLEG -------------------------------------------------------------------------------------
 
@@ -248,6 +292,13 @@ class Kubelet:
             return None
         waiting = self.waiting.setdefault(uid, Waiting())
         waiting.reasons.clear()
+        try:
+            await self.volumes.setup(pod)
+            await self.volumes.resync(pod)
+        except VolumeError as e:
+            self._event(pod, "Warning", e.reason, e.message)
+            await self._write_status(pod, rt)
+            return 5.0
         acts = compute(pod, rt, self.backoff, liveness_failed=self.liveness_failed.pop(uid, set()))
         again: float | None = None
         spec = pod.get("spec") or {}
@@ -363,8 +414,21 @@ class Kubelet:
         attempt = prev.attempt + 1 if prev is not None else 0
         if prev is not None and prev.state == "exited":
             self.backoff.next(f"{uid}/{name}", prev.finished_at, prev.finished_at - prev.started_at)
-        env = [(e["name"], e.get("value", "")) for e in c.get("env") or [] if "valueFrom" not in e]
-        cfg = container_config(pod, c, attempt=attempt, image_ref=image, env=env)
+        sb = rt.sandboxes[0] if rt.sandboxes else None
+        ns = pod["metadata"]["namespace"]
+        try:
+            env = await container_env(self.client, pod, c, services=[
+                s for s in self.services.list() if s["metadata"].get("namespace") in (ns, "default")],
+                node_name=self.cfg.node_name, host_ip=self.cfg.node_ip, pod_ip=sb.ip if sb else "")
+            for reason, msg in env.warnings:
+                self._event(pod, "Warning", reason, msg, fp)
+            mounts = self.volumes.mounts(pod, c, env=list(env))
+        except (EnvError, VolumeError) as e:
+            msg = e.message if isinstance(e, VolumeError) else str(e)
+            waiting.reasons[name] = ("CreateContainerConfigError", msg)
+            self._event(pod, "Warning", "Failed", f"Error: {msg}", fp)
+            return 5.0
+        cfg = container_config(pod, c, attempt=attempt, image_ref=image, env=env, mounts=mounts)
         try:
             cid = await self.runtime.create_container(sid, cfg, sb_cfg)
         except grpc.aio.AioRpcError as e:
@@ -425,6 +489,10 @@ class Kubelet:
                 await self.runtime.remove_sandbox(sb.id)
             except grpc.aio.AioRpcError as e:
                 log.warning("removing sandbox %s: %s", sb.id, _rpc_message(e))
+        try:
+            await self.volumes.teardown(m["uid"])
+        except VolumeError as e:
+            log.warning("volumes of %s/%s not torn down: %s", m["namespace"], m["name"], e.message)
 
     async def _write_status(self, pod: Obj, rt: PodRuntime, final: bool = False) -> None:
         uid = pod["metadata"]["uid"]
@@ -453,6 +521,9 @@ class Kubelet:
         self.cfg.root_dir.mkdir(parents=True, exist_ok=True)
         await self.register()
         self.pods.add_event_handler(self._on_pod, self._on_pod, self._on_pod_delete)
+        for inf, kind in ((self.configmaps, "configMap"), (self.secrets, "secret")):
+            h = self._on_source(kind)
+            inf.add_event_handler(None, h, h)
         self.factory.start()
         self._tasks = [asyncio.create_task(self._node_loop(), name="node-status"),
                        asyncio.create_task(self._lease_loop(), name="node-lease")]

@@ -191,3 +191,80 @@ def test_kubelet_restart_adopts_running_containers(lab, k):
                      for c in n["status"]["conditions"] if c["type"] == "Ready"), 30, "nodes Ready")
     assert state() == before, "containers were restarted or replaced after a kubelet restart"
     assert os.path.exists(lab.kubeconfig)
+
+
+def exec_in(lab, k, pod: str, cmd: list[str]) -> tuple[int, str]:
+    """Run cmd in the pod's first container through its node's CRI (ExecSync)."""
+    from kubelab.cri.api import api_pb2 as pb
+    p = kjson(k, "get", "pod", pod)
+    node = next(i for i, n in enumerate(lab.nodes) if n.name == p["spec"]["nodeName"])
+    cid = p["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+    r = lab.rt[node].ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=cmd, timeout=10), timeout=20)
+    return r.exit_code, (r.stdout + r.stderr).decode(errors="replace")
+
+
+def test_volumes_env_and_configmap_updates(lab, k):
+    image = lab.image_refs[0]["busybox"]
+    k("apply", "-f", "-", input=f"""apiVersion: v1
+kind: ConfigMap
+metadata: {{name: cfg}}
+data: {{greeting: hello, mode: fast}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: sec}}
+stringData: {{password: s3cret}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: vols, labels: {{app: vols, tier: test}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "100000"]
+    env:
+    - {{name: GREETING, valueFrom: {{configMapKeyRef: {{name: cfg, key: greeting}}}}}}
+    - {{name: MY_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}
+    - {{name: MSG, value: "$(GREETING) from $(MY_IP)"}}
+    envFrom: [{{secretRef: {{name: sec}}, prefix: SEC_}}]
+    volumeMounts:
+    - {{name: cfg, mountPath: /etc/cfg}}
+    - {{name: sec, mountPath: /etc/sec, readOnly: true}}
+    - {{name: scratch, mountPath: /data}}
+    - {{name: info, mountPath: /etc/info}}
+  volumes:
+  - {{name: cfg, configMap: {{name: cfg}}}}
+  - {{name: sec, secret: {{secretName: sec, defaultMode: 0400}}}}
+  - {{name: scratch, emptyDir: {{}}}}
+  - {{name: info, downwardAPI: {{items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]}}}}
+""")
+    wait(lambda: kjson(k, "get", "pod", "vols")["status"].get("phase") == "Running", 60, "the pod Running")
+    ip = kjson(k, "get", "pod", "vols")["status"]["podIP"]
+    code, out = exec_in(lab, k, "vols", ["cat", "/etc/cfg/greeting", "/etc/sec/password", "/etc/info/labels"])
+    assert code == 0 and out == 'hellos3cretapp="vols"\ntier="test"', out
+    code, out = exec_in(lab, k, "vols", ["env"])
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    assert env["GREETING"] == "hello" and env["MY_IP"] == ip and env["MSG"] == f"hello from {ip}"
+    assert env["SEC_password"] == "s3cret" and env["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+    assert exec_in(lab, k, "vols", ["sh", "-c", "echo x > /data/f && cat /data/f"]) == (0, "x\n")
+    assert exec_in(lab, k, "vols", ["sh", "-c", "echo x > /etc/sec/password"])[0] != 0     # read-only
+    k("patch", "configmap", "cfg", "--type=merge", "-p", '{"data":{"greeting":"bonjour"}}')
+    wait(lambda: exec_in(lab, k, "vols", ["cat", "/etc/cfg/greeting"])[1] == "bonjour", 30,
+         "the configMap update in the mounted file")
+    # a missing configMap key keeps the container waiting with upstream's reason
+    k("run", "broken", f"--image={image}", "--image-pull-policy=IfNotPresent", "--overrides", json.dumps(
+        {"spec": {"containers": [{"name": "broken", "image": image, "command": ["sleep", "1000"],
+                                  "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope",
+                                                                                          "key": "k"}}}]}]}}))
+    st = wait(lambda: (kjson(k, "get", "pod", "broken")["status"].get("containerStatuses") or [{}])[0]
+              .get("state", {}).get("waiting"), 60, "the broken pod waiting")
+    assert st["reason"] == "CreateContainerConfigError" and st["message"] == 'configmap "nope" not found'
+    k("delete", "pod", "vols", "broken", "--grace-period=1")
+    # the kubelet tears the volumes down right after the final delete
+    wait(lambda: not [p for n in ("node1", "node2") for p in (lab.tmp / n / "kubelet" / "pods").glob("*/volumes/*/*")],
+         20, "the pods' volumes torn down")
+    with open("/proc/self/mountinfo") as f:
+        assert "/kubelet/pods/" not in f.read()
