@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root-dir", default="/var/lib/kubelet", help="the kubelet's state directory")
     p.add_argument("--pod-logs-dir", default="/var/log/pods", help="where containers' logs go (podLogsDir)")
     p.add_argument("--pod-manifest-path", default="", help="a directory of static pod manifests")
+    p.add_argument("--file-check-frequency", type=duration, default=20.0,
+                   help="how often the static pod manifests are read")
     p.add_argument("--cluster-dns", default="", help="comma-separated DNS server IPs for ClusterFirst pods")
     p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
     p.add_argument("--resolv-conf", default="/etc/resolv.conf", help="the resolver configuration for Default pods")
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                         container_runtime_endpoint=a.container_runtime_endpoint, root_dir=Path(a.root_dir),
                         pod_logs_dir=Path(a.pod_logs_dir),
                         pod_manifest_path=Path(a.pod_manifest_path) if a.pod_manifest_path else None,
+                        file_check_frequency=a.file_check_frequency,
                         cluster_dns=dns, cluster_domain=a.cluster_domain, resolv_conf=Path(a.resolv_conf),
                         cgroup_root=a.cgroup_root, pod_cidr=a.pod_cidr, node_labels=a.node_labels, register_with_taints=a.register_with_taints,
                         kube_reserved=a.kube_reserved, system_reserved=a.system_reserved, max_pods=a.max_pods,

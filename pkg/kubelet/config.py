@@ -13,6 +13,7 @@ class KubeletConfig:
     root_dir: Path = Path("/var/lib/kubelet")
     pod_logs_dir: Path = Path("/var/log/pods")
     pod_manifest_path: Path | None = None
+    file_check_frequency: float = 20.0
     cluster_dns: list[str] = field(default_factory=list)
     cluster_domain: str = "cluster.local"
     resolv_conf: Path = Path("/etc/resolv.conf")

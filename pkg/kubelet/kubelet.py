@@ -38,6 +38,7 @@ from .config import KubeletConfig
 from .cri import RuntimeClient
 from .envvars import EnvError, container_env
 from .podstatus import Waiting, pod_status
+from . import static
 from .runtimespec import POD_UID, container_config, host_resolv, image_pull_policy, sandbox_config
 from .volumes import VolumeError, VolumeManager
 
@@ -98,9 +99,12 @@ class Kubelet:
         self.waiting: dict[str, Waiting] = {}
         self.liveness_failed: dict[str, set[str]] = {}
         self.node_obj: Obj | None = None
+        self.static: dict[str, Obj] = {}                # uid -> static pod (from --pod-manifest-path)
+        self.mirrors: dict[str, Obj] = {}               # "ns/name" -> mirror pod as the API has it
         self.runtime_name = "kubelab"
         self.host_dns = host_resolv(cfg.resolv_conf)
         self._pleg_seen: dict[str, tuple] = {}
+        self._static_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
     # -- node -------------------------------------------------------------------------------------
@@ -168,6 +172,10 @@ class Kubelet:
 
     def _on_pod(self, *objs: Obj) -> None:
         pod = objs[-1]
+        if static.is_mirror(pod):       # shows a static pod; the kubelet runs the manifest, not this
+            self.mirrors[f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"] = pod
+            self._static_changed.set()
+            return
         uid = pod["metadata"]["uid"]
         self.known[uid] = pod
         self._trigger(uid)
@@ -175,6 +183,10 @@ class Kubelet:
     def _on_pod_delete(self, pod: Obj) -> None:
         if isinstance(pod, DeletedFinalStateUnknown):
             pod = pod.obj
+        if static.is_mirror(pod):
+            self.mirrors.pop(f"{pod['metadata']['namespace']}/{pod['metadata']['name']}", None)
+            self._static_changed.set()
+            return
         uid = pod["metadata"]["uid"]
         self.known.pop(uid, None)
         self._trigger(uid)
@@ -244,6 +256,60 @@ class Kubelet:
             await self.volumes.teardown(uid)
         except VolumeError as e:
             log.warning("volumes of pod %s not torn down: %s", uid, e.message)
+
+    # -- static pods ------------------------------------------------------------------------------
+
+    async def _static_loop(self) -> None:
+        """Read the manifests every --file-check-frequency (or when a mirror pod changed): new ones run, removed ones
+        stop; each has its mirror pod in the API (re-created if deleted or stale)."""
+        while True:
+            found = static.read_manifests(self.cfg.pod_manifest_path, self.cfg.node_name)
+            for uid in [u for u in self.static if u not in found]:
+                gone = self.static.pop(uid)
+                self.known.pop(uid, None)
+                self._trigger(uid)
+                await self._delete_mirror(gone, None)
+            for uid, pod in found.items():
+                if uid not in self.static:
+                    self.static[uid] = pod
+                    self.known[uid] = pod
+                    self._trigger(uid)
+                try:
+                    await self._ensure_mirror(self.static[uid])
+                except (ApiError, OSError) as e:
+                    log.warning("mirror pod of %s not written: %s", pod["metadata"]["name"], e)
+            self._static_changed.clear()
+            try:
+                await asyncio.wait_for(self._static_changed.wait(), timeout=self.cfg.file_check_frequency)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _ensure_mirror(self, pod: Obj) -> None:
+        m = pod["metadata"]
+        cur = self.mirrors.get(f"{m['namespace']}/{m['name']}")
+        if cur is not None and ((cur["metadata"].get("annotations") or {}).get(static.MIRROR) != m["uid"]
+                                or cur["metadata"].get("deletionTimestamp")):
+            await self._delete_mirror(pod, cur)
+            cur = None
+        if cur is None:
+            try:
+                created = await self.client.create("v1", "pods", static.mirror_pod(pod, self.node_obj), m["namespace"])
+                self.mirrors[f"{m['namespace']}/{m['name']}"] = created
+                log.info("created the mirror pod %s/%s", m["namespace"], m["name"])
+            except ApiError as e:
+                if e.code != 409:
+                    raise
+
+    async def _delete_mirror(self, pod: Obj, cur: Obj | None) -> None:
+        m = pod["metadata"]
+        pre = {"uid": cur["metadata"]["uid"]} if cur is not None else None
+        try:
+            await self.client.delete("v1", "pods", m["namespace"], m["name"], grace_period_seconds=0,
+                                     preconditions=pre)
+        except ApiError as e:
+            if not (is_not_found(e) or is_conflict(e)):
+                raise
+        self.mirrors.pop(f"{m['namespace']}/{m['name']}", None)
 
     # -- PLEG -------------------------------------------------------------------------------------
 
@@ -502,9 +568,17 @@ class Kubelet:
         if st == (pod.get("status") or {}):
             return
         m = pod["metadata"]
+        target_uid = uid
+        if uid in self.static:              # a static pod's status goes to its mirror pod
+            mirror = self.mirrors.get(f"{m['namespace']}/{m['name']}")
+            if mirror is None:
+                pod["status"] = st
+                return
+            target_uid = mirror["metadata"]["uid"]
         try:
             new = await self.client.patch("v1", "pods", m["namespace"], m["name"],
-                                          {"metadata": {"uid": uid}, "status": st}, "merge", subresource="status")
+                                          {"metadata": {"uid": target_uid}, "status": st}, "merge",
+                                          subresource="status")
             pod["status"] = new.get("status") or st
         except ApiError as e:
             if not (is_not_found(e) or is_conflict(e)):
@@ -529,6 +603,8 @@ class Kubelet:
                        asyncio.create_task(self._lease_loop(), name="node-lease")]
         await self.pods.wait_for_sync()
         self._tasks.append(asyncio.create_task(self._pleg_loop(), name="pleg"))
+        if self.cfg.pod_manifest_path is not None:
+            self._tasks.append(asyncio.create_task(self._static_loop(), name="static-pods"))
         log.info("kubelet for node %s running (runtime %s)", self.cfg.node_name, self.runtime_name)
         try:
             await asyncio.gather(*self._tasks)

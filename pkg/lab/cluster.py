@@ -212,6 +212,7 @@ class LabCluster:
                            n.name, "--node-ip", n.ip, "--container-runtime-endpoint",
                            f"unix://{self.cris[n.index - 1].socket}", "--root-dir", str(d / "kubelet"),
                            "--pod-logs-dir", str(d / "pods"), "--cluster-dns", DNS_IP,
+                           "--pod-manifest-path", str(d / "manifests"), "--file-check-frequency", "2s",
                            "--cgroup-root", self.cgroup_parent(n), "--port", "10250",
                            "--node-status-update-frequency", "2s"], d / "kubelet.log")
 

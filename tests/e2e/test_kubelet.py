@@ -2,8 +2,9 @@
 Deployment and its Service come up and answer on the ClusterIP and a NodePort from inside the
 nodes; pods get their IPs, conditions and container statuses; scaling 3 -> 10 -> 2 converges;
 a deleted pod goes through graceful termination and is replaced; a container that keeps failing
-goes into CrashLoopBackOff with RESTARTS counting up; and a SIGKILLed kubelet, restarted, adopts
-its running containers without restarting any.
+goes into CrashLoopBackOff with RESTARTS counting up; and a SIGKILLed kubelet with 20 running pods, restarted,
+adopts its running containers without restarting any; volumes, env and configMap updates; static
+pods with mirror pods.
 
     host: etcd, apiserver on 192.168.56.1, controller-manager, scheduler, kubectl
     node1 / node2 (network namespaces): kubelab-cri, kubelab-kubelet, kubelab-proxy (+ kubelab-dns on node1)
@@ -178,18 +179,22 @@ def test_crashing_container_backs_off_and_counts_restarts(lab, k):
 
 
 def test_kubelet_restart_adopts_running_containers(lab, k):
+    k("scale", "deployment", "nginx", "--replicas=20")
+    k("rollout", "status", "deployment/nginx", "--timeout=120s", timeout=150)
+
     def state():
         return {p["metadata"]["name"]: (p["status"]["containerStatuses"][0]["containerID"],
                                         p["status"]["containerStatuses"][0]["restartCount"])
                 for p in kjson(k, "get", "pods", "-l", "app=nginx")["items"]}
-    before = state()
-    assert before
+    before = wait(lambda: (lambda st: st if len(st) == 20 else None)(state()), 60, "20 nginx pods")
     for i in range(len(lab.nodes)):
         lab.restart_kubelet(i, kill=True)
     time.sleep(8)               # several PLEG relists and syncs after the restart
     wait(lambda: all(c["status"] == "True" for n in kjson(k, "get", "nodes")["items"]
                      for c in n["status"]["conditions"] if c["type"] == "Ready"), 30, "nodes Ready")
     assert state() == before, "containers were restarted or replaced after a kubelet restart"
+    assert all(restarts == 0 for _, restarts in before.values())
+    k("scale", "deployment", "nginx", "--replicas=2")
     assert os.path.exists(lab.kubeconfig)
 
 
@@ -268,3 +273,41 @@ spec:
          20, "the pods' volumes torn down")
     with open("/proc/self/mountinfo") as f:
         assert "/kubelet/pods/" not in f.read()
+
+
+def test_static_pod_shows_as_a_mirror_pod(lab, k):
+    image = lab.image_refs[0]["busybox"]
+    manifests = lab.tmp / "node1" / "manifests"
+    manifests.mkdir(exist_ok=True)
+    (manifests / "static-web.yaml").write_text(f"""apiVersion: v1
+kind: Pod
+metadata: {{name: static-web, labels: {{role: static}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: web, image: {image}, imagePullPolicy: IfNotPresent, command: [sleep, "100000"]}}]
+""")
+    name = "static-web-node1"
+    p = wait(lambda: (lambda p: p if p.get("status", {}).get("phase") == "Running" else None)(
+        json.loads(k("get", "pod", name, "-o", "json", check=False) or "{}")), 60, "the mirror pod Running")
+    ann = p["metadata"]["annotations"]
+    assert ann["kubernetes.io/config.source"] == "file" and ann["kubernetes.io/config.mirror"] == \
+        ann["kubernetes.io/config.hash"]
+    assert p["metadata"]["ownerReferences"][0]["kind"] == "Node" and p["spec"]["nodeName"] == "node1"
+    cid = p["status"]["containerStatuses"][0]["containerID"]
+    # deleting the mirror pod does not stop the static pod: the mirror comes back with the same container
+    k("delete", "pod", name, "--wait=false")
+    first_uid = p["metadata"]["uid"]
+
+    def recreated():
+        q = json.loads(k("get", "pod", name, "-o", "json", check=False) or "{}")
+        uid = (q.get("metadata") or {}).get("uid")
+        return q if uid and uid != first_uid and (q.get("status") or {}).get("containerStatuses") else None
+    back = wait(recreated, 60, "the mirror pod re-created")
+    assert back["status"]["containerStatuses"][0]["containerID"] == cid
+    # removing the manifest stops it and removes the mirror
+    (manifests / "static-web.yaml").unlink()
+    wait(lambda: k("get", "pod", name, check=False) == "", 60, "the mirror pod gone")
+    from kubelab.cri.api import api_pb2 as pb
+    wait(lambda: not [c for c in lab.rt[0].ListContainers(pb.ListContainersRequest(), timeout=10).containers
+                      if c.labels.get("io.kubernetes.pod.name") == name and c.state == pb.CONTAINER_RUNNING],
+         30, "the static pod's container stopped")
