@@ -100,9 +100,11 @@ async def proxy_plain(request: web.Request, url: URL, *, ssl: ssllib.SSLContext 
             try:
                 async for chunk in upstream.content.iter_any():
                     await resp.write(chunk)
+                await resp.write_eof()
+            except ConnectionResetError:
+                log.debug("proxy %s: the client went away", url.path)
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 log.info("proxy %s: the backend went away: %s", url.path, e)
-            await resp.write_eof()
             return resp
     finally:
         await session.close()

@@ -310,9 +310,11 @@ class KubeletServer:
         await resp.prepare(request)
         try:
             await logs.read_logs(Path(path), opts, resp.write, running)
+            await resp.write_eof()
+        except ConnectionResetError:
+            log.debug("logs %s/%s/%s: the client went away", ns, name, container)
         except OSError as e:
             log.info("logs %s/%s/%s: %s", ns, name, container, e)
-        await resp.write_eof()
         return resp
 
     async def _find_container_id(self, pod: dict, container: str, running_only: bool = False) -> str | None:

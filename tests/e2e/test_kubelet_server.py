@@ -265,3 +265,128 @@ def test_stats_summary_and_resource_metrics(pod, pki):
             assert f'pod_cpu_usage_seconds_total{{namespace="{NS}",pod="{name}"}} ' in text
             assert "\nscrape_error 0\n" in text
     asyncio.run(main())
+
+
+# ---------------------------------------------------------------------------------------------- through the apiserver
+
+@contextlib.contextmanager
+def kubelet_server_thread(pod, pki, client_ca: Path):
+    """A KubeletServer in its own thread and event loop (kubectl runs in this one), trusting client_ca."""
+    import threading
+    started, stop = threading.Event(), None
+    box: dict = {}
+
+    async def serve():
+        nonlocal stop
+        stop = asyncio.Event()
+        channel = grpc.aio.insecure_channel(f"unix://{pod['cri'].socket}")
+        server = KubeletServer(address="127.0.0.1", port=0, tls_cert=pki["server"], tls_key=pki["server-key"],
+                               client_ca=client_ca, runtime=pbg.RuntimeServiceStub(channel),
+                               pods=lambda: [pod["pod"]],
+                               log_path=lambda p, c, prev: None if prev else pod["logs"].get(c), node_name="node-a")
+        try:
+            await server.start()
+            box["port"], box["loop"] = server.bound_port, asyncio.get_running_loop()
+            started.set()
+            await stop.wait()
+        finally:
+            await server.stop()
+            await channel.close()
+            started.set()
+
+    t = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
+    t.start()
+    assert started.wait(20) and "port" in box, "the kubelet server did not start"
+    try:
+        yield box["port"]
+    finally:
+        box["loop"].call_soon_threadsafe(stop.set)
+        t.join(20)
+        assert not t.is_alive()
+
+
+def test_kubectl_logs_exec_port_forward_top_through_the_apiserver(pod, pki, control_plane, kubectl):
+    import re
+    import subprocess
+    import urllib.request
+    import uuid
+    name = pod["pod"]["metadata"]["name"]
+    node = f"kserver-{uuid.uuid4().hex[:6]}"
+    kubectl.run("create", "namespace", NS, check=False)
+    with kubelet_server_thread(pod, pki, control_plane.api.pki.dir / "ca.crt") as port:
+        kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": node}}))
+        try:
+            kubectl("patch", "node", node, "--subresource=status", "--type=merge", "-p", json.dumps({"status": {
+                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": node}],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                "allocatable": {"cpu": "2", "memory": "4Gi"}, "capacity": {"cpu": "2", "memory": "4Gi"}}}))
+            kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": name, "namespace": NS}, "spec": {"nodeName": node, "containers": [
+                    {"name": "talker", "image": "busybox"}, {"name": "web", "image": "nginx",
+                                                             "ports": [{"containerPort": 80}]}]}}))
+            kubectl("patch", "pod", name, "-n", NS, "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": {"phase": "Running"}}))
+            kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {
+                "name": f"{name}-unscheduled", "namespace": NS}, "spec": {"containers": [
+                    {"name": "c", "image": "busybox"}]}}))
+
+            # logs
+            out = kubectl("logs", name, "-n", NS, "-c", "talker", "--tail=2")
+            assert re.fullmatch(r"tick \d+\ntick \d+\n", out), out
+            p = kubectl.run("get", "--raw", f"/api/v1/namespaces/{NS}/pods/{name}/log", check=False)
+            assert p.returncode != 0 and f"a container name must be specified for pod {name}, choose one of: " \
+                                         f"[talker web]" in p.stderr, p.stderr
+            p = kubectl.run("get", "--raw", f"/api/v1/namespaces/{NS}/pods/{name}/log?container=web&tailLines=-1",
+                            check=False)
+            assert "PodLogOptions" in p.stderr and "tailLines: Invalid value: -1: must be greater than or equal " \
+                                                  "to 0" in p.stderr, p.stderr
+            p = kubectl.run("logs", name, "-n", NS, "-c", "talker", "--previous", check=False)
+            assert f'previous terminated container "talker" in pod "{name}" not found' in p.stderr, p.stderr
+            p = kubectl.run("logs", f"{name}-unscheduled", "-n", NS, check=False)
+            assert 'container "c" in pod "' in p.stderr and "is waiting to start: ContainerCreating" in p.stderr
+            f = kubectl.popen("logs", "-f", name, "-n", NS, "-c", "talker", "--tail=1")
+            try:
+                lines = [f.stdout.readline() for _ in range(3)]
+                assert all(ln.startswith("tick ") for ln in lines), lines
+            finally:
+                f.kill()
+                f.communicate()
+
+            # exec (WebSocket v5, kubectl's default), stdin, exit codes
+            assert kubectl("exec", name, "-n", NS, "-c", "talker", "--", "echo", "hi") == "hi\n"
+            assert kubectl("exec", "-i", name, "-n", NS, "-c", "talker", "--", "cat", input="via kubectl\n") == \
+                "via kubectl\n"
+            p = kubectl.run("exec", name, "-n", NS, "-c", "talker", "--", "sh", "-c", "exit 3", check=False)
+            assert p.returncode == 3 and "command terminated with exit code 3" in p.stderr, (p.returncode, p.stderr)
+            p = kubectl.run("exec", f"{name}-unscheduled", "-n", NS, "--", "true", check=False)
+            assert p.returncode != 0
+
+            # port-forward (SPDY inside WebSocket or raw SPDY)
+            pf = kubectl.popen("port-forward", "-n", NS, f"pod/{name}", ":80")
+            try:
+                first = pf.stdout.readline()
+                m = re.search(r"127\.0\.0\.1:(\d+) -> 80", first)
+                if not m:
+                    pf.kill()
+                    raise AssertionError(f"kubectl port-forward: {first!r} {pf.communicate()}")
+                with urllib.request.urlopen(f"http://127.0.0.1:{m.group(1)}/", timeout=10) as r:
+                    assert r.status == 200 and b"nginx" in r.read().lower()
+            finally:
+                pf.kill()
+                pf.communicate()
+
+            # nodes/proxy
+            assert kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/healthz") == "ok"
+            summary = json.loads(kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/stats/summary"))
+            assert summary["node"]["nodeName"] == "node-a"
+
+            # kubectl top, from metrics.k8s.io
+            top = kubectl("top", "pod", name, "-n", NS, "--containers")
+            assert re.search(rf"{name}\s+talker\s+\d+m\s+\d+Mi", top), top
+            top = kubectl("top", "node", node)
+            assert re.search(rf"{node}\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%", top), top
+        finally:
+            kubectl.run("delete", "pod", "-n", NS, name, f"{name}-unscheduled", "--force", "--grace-period=0",
+                        check=False)
+            kubectl.run("delete", "node", node, check=False)
