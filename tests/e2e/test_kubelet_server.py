@@ -362,6 +362,26 @@ def test_kubectl_logs_exec_port_forward_top_through_the_apiserver(pod, pki, cont
             p = kubectl.run("exec", f"{name}-unscheduled", "-n", NS, "--", "true", check=False)
             assert p.returncode != 0
 
+            # cp (exec with tar both ways) and attach
+            src = control_plane.tmp / f"cp-{node}.txt"
+            src.write_text("copied through exec\n")
+            try:
+                kubectl("cp", str(src), f"{NS}/{name}:/tmp/cp.txt", "-c", "talker")
+                assert kubectl("exec", name, "-n", NS, "-c", "talker", "--", "cat", "/tmp/cp.txt") == \
+                    "copied through exec\n"
+                kubectl("cp", f"{NS}/{name}:/tmp/cp.txt", str(src) + ".back", "-c", "talker")
+                assert Path(str(src) + ".back").read_text() == "copied through exec\n"
+            finally:
+                src.unlink(missing_ok=True)
+                Path(str(src) + ".back").unlink(missing_ok=True)
+            at = kubectl.popen("attach", name, "-n", NS, "-c", "talker")
+            try:
+                line = at.stdout.readline()
+                assert line.startswith("tick "), (line, at.stderr.read() if at.poll() is not None else "")
+            finally:
+                at.kill()
+                at.communicate()
+
             # port-forward (SPDY inside WebSocket or raw SPDY)
             pf = kubectl.popen("port-forward", "-n", NS, f"pod/{name}", ":80")
             try:
