@@ -142,8 +142,9 @@ class StatsProvider:
                 pod["memory"] = mem
             if lx.network.timestamp:
                 d = lx.network.default_interface
+                ifaces = ([d] if d.name else []) + list(lx.network.interfaces)
                 pod["network"] = {"time": _t(lx.network.timestamp), **(_iface(d) if d.name else {}),
-                                  "interfaces": [_iface(i) for i in ([d] if d.name else []) + list(lx.network.interfaces)]}
+                                  "interfaces": [_iface(i) for i in ifaces]}
             if lx.process.timestamp:
                 pod["process_stats"] = {"process_count": lx.process.process_count.value}
             out.append(pod)

@@ -307,7 +307,6 @@ def kubelet_server_thread(pod, pki, client_ca: Path):
 
 def test_kubectl_logs_exec_port_forward_top_through_the_apiserver(pod, pki, control_plane, kubectl):
     import re
-    import subprocess
     import urllib.request
     import uuid
     name = pod["pod"]["metadata"]["name"]
@@ -325,8 +324,10 @@ def test_kubectl_logs_exec_port_forward_top_through_the_apiserver(pod, pki, cont
                 "name": name, "namespace": NS}, "spec": {"nodeName": node, "containers": [
                     {"name": "talker", "image": "busybox"}, {"name": "web", "image": "nginx",
                                                              "ports": [{"containerPort": 80}]}]}}))
+            ip = pod["cri"].rt.PodSandboxStatus(
+                pb.PodSandboxStatusRequest(pod_sandbox_id=pod["sandbox"])).status.network.ip
             kubectl("patch", "pod", name, "-n", NS, "--subresource=status", "--type=merge", "-p",
-                    json.dumps({"status": {"phase": "Running"}}))
+                    json.dumps({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}))
             kubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {
                 "name": f"{name}-unscheduled", "namespace": NS}, "spec": {"containers": [
                     {"name": "c", "image": "busybox"}]}}))
@@ -400,6 +401,11 @@ def test_kubectl_logs_exec_port_forward_top_through_the_apiserver(pod, pki, cont
             assert kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/healthz") == "ok"
             summary = json.loads(kubectl("get", "--raw", f"/api/v1/nodes/{node}/proxy/stats/summary"))
             assert summary["node"]["nodeName"] == "node-a"
+
+            # pods/proxy: to the pod's IP, the first declared port or the one named
+            for target in (name, f"{name}:80"):
+                page = kubectl("get", "--raw", f"/api/v1/namespaces/{NS}/pods/{target}/proxy/")
+                assert "nginx" in page.lower(), page[:200]
 
             # kubectl top, from metrics.k8s.io
             top = kubectl("top", "pod", name, "-n", NS, "--containers")
