@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 
+from kubelab.apiserver.kubeletproxy import DEFAULT_ADDRESS_TYPES
 from kubelab.apiserver.server import APIServer, Config, load_tokens
 from kubelab import logs
 
@@ -23,16 +24,40 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     p.add_argument("--service-node-port-range", default="30000-32767")
     p.add_argument("--anonymous-auth", default="false", choices=["true", "false"])
+    p.add_argument("--kubelet-client-certificate", help="client certificate the apiserver presents to kubelets")
+    p.add_argument("--kubelet-client-key", help="its private key")
+    p.add_argument("--kubelet-certificate-authority",
+                   help="CA file to verify the kubelets' serving certificates (unverified without it)")
+    p.add_argument("--kubelet-preferred-address-types", default=",".join(DEFAULT_ADDRESS_TYPES),
+                   help="node address types to reach kubelets at, first found wins")
+    p.add_argument("--kubelet-port", type=int, default=10250,
+                   help="kubelet port when a node reports no status.daemonEndpoints.kubeletEndpoint.Port")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity")
     a = p.parse_args(argv)
     if bool(a.tls_cert_file) != bool(a.tls_private_key_file):
         p.error("--tls-cert-file and --tls-private-key-file go together")
+    if bool(a.kubelet_client_certificate) != bool(a.kubelet_client_key):
+        p.error("--kubelet-client-certificate and --kubelet-client-key go together")
+    types = tuple(t.strip() for t in a.kubelet_preferred_address_types.split(",") if t.strip())
+    bad = [t for t in types if t not in ("Hostname", "InternalIP", "ExternalIP", "InternalDNS", "ExternalDNS")]
+    if bad or not types:
+        p.error(f"--kubelet-preferred-address-types: unknown address type {bad[0] if bad else '(none)'}")
+    for flag in ("kubelet_client_certificate", "kubelet_client_key", "kubelet_certificate_authority"):
+        path = getattr(a, flag)
+        if path:
+            try:
+                open(path).close()
+            except OSError as e:
+                p.error(f"--{flag.replace('_', '-')}: {e.strerror}: {path}")
     logs.setup("apiserver", a.verbosity)
     cfg = Config(etcd_servers=a.etcd_servers.split(","), bind_address=a.bind_address, secure_port=a.secure_port,
                  advertise_address=a.advertise_address, tls_cert_file=a.tls_cert_file,
                  tls_private_key_file=a.tls_private_key_file, client_ca_file=a.client_ca_file,
                  token_auth_file=a.token_auth_file, service_cluster_ip_range=a.service_cluster_ip_range,
-                 service_node_port_range=a.service_node_port_range, anonymous_auth=a.anonymous_auth == "true")
+                 service_node_port_range=a.service_node_port_range, anonymous_auth=a.anonymous_auth == "true",
+                 kubelet_client_certificate=a.kubelet_client_certificate, kubelet_client_key=a.kubelet_client_key,
+                 kubelet_certificate_authority=a.kubelet_certificate_authority,
+                 kubelet_preferred_address_types=types, kubelet_port=a.kubelet_port)
     if a.token_auth_file:
         try:
             cfg.tokens = load_tokens(a.token_auth_file)

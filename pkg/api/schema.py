@@ -44,6 +44,7 @@ _PUBLISHED = {
     "intstr": "io.k8s.apimachinery.pkg.util.intstr",
     "runtime": "io.k8s.apimachinery.pkg.runtime",
     "apiextensions.k8s.io/v1": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1",
+    "metrics.k8s.io/v1beta1": "io.k8s.metrics.pkg.apis.metrics.v1beta1",
 }
 
 # Types with a fixed schema (scalars with a format, free-form values).

@@ -26,7 +26,7 @@ from ..api.selectors import SelectorError, label_selector_from_api, parse_field_
 from ..storage import errors as serr
 from ..storage.cacher import Cacher
 from ..storage.etcd import Store
-from . import codec, status, tables
+from . import codec, kubeletproxy, status, tables
 from .admission import Admission
 from .objects import (OBJECT_META_FIELDS, SYSTEM_META, generate_name, meta, name_validator, new_uid,
                       now_rfc3339, rfc3339_after, spec_changed)
@@ -136,6 +136,7 @@ class ResourceHandler:
         self.registry = registry
         self.admission = admission
         self.min_request_timeout = min_request_timeout
+        self.kubelet: kubeletproxy.KubeletProxy | None = None
 
     # --- dispatch --------------------------------------------------------------------------
 
@@ -1079,12 +1080,19 @@ class ResourceHandler:
         except serr.NotFound:
             pass
 
-    async def node_proxy(self, request: web.Request, r: Req) -> web.Response:
-        obj = await self._read(r)
-        if r.kind.plural == "pods" and not (obj.get("spec") or {}).get("nodeName"):
-            name = request.query.get("container") or ((obj.get("spec") or {}).get("containers") or [{}])[0].get(
-                "name", "")
-            raise status.bad_request(f'container "{name}" in pod "{r.name}" is waiting to start: '
-                                     f'ContainerCreating')
-        raise status.StatusError(503, "ServiceUnavailable",
-                                 f"no kubelet endpoint for {r.kind.plural}/{r.sub}: the node has no kubelet server")
+    async def node_proxy(self, request: web.Request, r: Req) -> web.StreamResponse:
+        """pods/log, exec, attach, portforward and proxy, nodes/proxy: to the kubelet (kubeletproxy.py)."""
+        if r.sub == "proxy" and r.kind.plural == "services":
+            raise status.StatusError(503, "ServiceUnavailable", "services/proxy is not served by this apiserver")
+        if self.kubelet is None:
+            raise status.StatusError(503, "ServiceUnavailable", "no kubelet client configured")
+        if r.sub == "proxy":
+            marker = f"/{r.name}/proxy"
+            rest = request.path.split(marker, 1)[1].lstrip("/") if marker in request.path else ""
+            if r.kind.plural == "nodes":
+                return await self.kubelet.node_proxy(request, r.name, rest)
+            scheme, name, port = kubeletproxy.split_scheme_name_port(r.name)
+            pod = await self._read(Req(r.kind, r.namespace, name, None))
+            return await self.kubelet.pod_proxy(request, pod, port, scheme, rest)
+        pod = await self._read(r)
+        return await self.kubelet.pod_subresource(request, pod, r.sub)

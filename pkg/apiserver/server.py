@@ -21,6 +21,7 @@ from .admission import Admission
 from .allocators import NodePortAllocator, ServiceIPAllocator, owner_of, service_ports_of
 from .bootstrap import bootstrap
 from .crds import CRDController
+from .kubeletproxy import DEFAULT_ADDRESS_TYPES, METRICS_GROUP, KubeletClientConfig, KubeletProxy
 from .rest import Req, ResourceHandler
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ class Config:
     service_node_port_range: str = "30000-32767"
     anonymous_auth: bool = False
     insecure_port: int = 0  # plain HTTP for local debugging only; 0 = off
+    kubelet_client_certificate: str | None = None
+    kubelet_client_key: str | None = None
+    kubelet_certificate_authority: str | None = None
+    kubelet_preferred_address_types: tuple[str, ...] = DEFAULT_ADDRESS_TYPES
+    kubelet_port: int = 10250
     tokens: dict[str, dict] = field(default_factory=dict)
 
 
@@ -105,6 +111,11 @@ class APIServer:
         self.node_ports = NodePortAllocator(self.store, cfg.service_node_port_range)
         self.admission = Admission(self.cacher, self.service_ips, self.node_ports, store=self.store)
         self.handler = ResourceHandler(self.store, self.cacher, self.registry, self.admission)
+        self.kubelet = KubeletProxy(self.cacher, self.store, KubeletClientConfig(
+            client_certificate=cfg.kubelet_client_certificate, client_key=cfg.kubelet_client_key,
+            certificate_authority=cfg.kubelet_certificate_authority,
+            preferred_address_types=cfg.kubelet_preferred_address_types, port=cfg.kubelet_port))
+        self.handler.kubelet = self.kubelet
         self.crds = CRDController(self.store, self.cacher, self.registry)
         self.ready = False
         self._system_task: asyncio.Task | None = None
@@ -112,9 +123,13 @@ class APIServer:
         self._register_virtual()
 
     def _register_virtual(self) -> None:
-        """Kinds served without storage: authentication.k8s.io SelfSubjectReview."""
+        """Kinds served without storage: authentication.k8s.io SelfSubjectReview, and
+        metrics.k8s.io NodeMetrics and PodMetrics (read from the kubelets, kubeletproxy.py)."""
         self.registry.add(Kind("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews",
                                namespaced=False, verbs=("create",)))
+        self.registry.add(Kind(METRICS_GROUP, "v1beta1", "NodeMetrics", "nodes", namespaced=False,
+                               verbs=("get", "list")))
+        self.registry.add(Kind(METRICS_GROUP, "v1beta1", "PodMetrics", "pods", verbs=("get", "list")))
 
     # --- app -------------------------------------------------------------------------------
 
@@ -232,6 +247,10 @@ class APIServer:
             raise status.route_not_found(request.path)
         if k.plural == "selfsubjectreviews":
             return await self._whoami(request)
+        if k.group == METRICS_GROUP:
+            if sub is not None:
+                raise status.route_not_found(request.path)
+            return await self.kubelet.metrics(request, k.plural, namespace, name)
         if not self.ready:
             raise status.unavailable("the apiserver is starting: the watch cache is not ready")
         return await self.handler.handle(request, Req(k, namespace, name, sub))

@@ -106,7 +106,8 @@ class Etcd:
 
 @dataclass
 class Pki:
-    """CA, the apiserver's serving cert and an admin client cert under one directory."""
+    """CA, the apiserver's serving cert, an admin client cert and the apiserver's kubelet client cert
+    under one directory."""
     dir: Path
 
     def ensure(self, sans: tuple[str, ...]) -> None:
@@ -125,6 +126,11 @@ class Pki:
             cert, key = certs.issue(ca, ca_key, "kubernetes-admin", orgs=("system:masters",), client=True)
             certs.write(d / "admin.crt", cert, 0o644)
             certs.write(d / "admin.key", key)
+        if not (d / "apiserver-kubelet-client.crt").exists():     # kubeadm's name and subject
+            cert, key = certs.issue(ca, ca_key, "kube-apiserver-kubelet-client", orgs=("kubeadm:cluster-admins",),
+                                    client=True)
+            certs.write(d / "apiserver-kubelet-client.crt", cert, 0o644)
+            certs.write(d / "apiserver-kubelet-client.key", key)
 
     def kubeconfig(self, server: str, path: Path) -> None:
         d = self.dir
@@ -148,7 +154,9 @@ class APIServerProc:
         a = [str(Path(sys.executable).parent / "kubelab-apiserver"), "--etcd-servers", self.etcd_url,
              "--bind-address", self.host, "--secure-port", str(self.port), "--advertise-address", self.host,
              "--tls-cert-file", str(d / "apiserver.crt"), "--tls-private-key-file", str(d / "apiserver.key"),
-             "--client-ca-file", str(d / "ca.crt")]
+             "--client-ca-file", str(d / "ca.crt"),
+             "--kubelet-client-certificate", str(d / "apiserver-kubelet-client.crt"),
+             "--kubelet-client-key", str(d / "apiserver-kubelet-client.key")]
         if self.token_file:
             a += ["--token-auth-file", str(self.token_file)]
         return a + list(self.extra)

@@ -122,10 +122,10 @@ class WsCommand(CommandClient):
         self.done = asyncio.ensure_future(self._read())
 
     @classmethod
-    async def open(cls, url: str, protocol: str | None = V4, timeout: float = 10) -> "WsCommand":
+    async def open(cls, url: str, protocol: str | None = V4, timeout: float = 10, ssl=None) -> "WsCommand":
         http = aiohttp.ClientSession()
         try:
-            ws = await http.ws_connect(url, protocols=(protocol,) if protocol else (),
+            ws = await http.ws_connect(url, protocols=(protocol,) if protocol else (), ssl=ssl if ssl else True,
                                        timeout=aiohttp.ClientWSTimeout(ws_close=timeout), autoping=True)
         except aiohttp.WSServerHandshakeError as e:
             await http.close()
@@ -181,12 +181,15 @@ class WsCommand(CommandClient):
 
 # ---------------------------------------------------------------------------------------------- SPDY
 
-async def spdy_connect(url: str, protocols: list[str], timeout: float = 10) -> tuple[spdy.SpdySession, asyncio.Task,
-                                                                                      asyncio.StreamWriter]:
-    """POST the upgrade request; return the client session once the server switched to SPDY/3.1."""
+async def spdy_connect(url: str, protocols: list[str], timeout: float = 10, ssl=None
+                       ) -> tuple[spdy.SpdySession, asyncio.Task, asyncio.StreamWriter]:
+    """POST the upgrade request; return the client session once the server switched to SPDY/3.1.
+    ssl: an SSLContext for https URLs."""
     u = urlsplit(url)
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(u.hostname, u.port), timeout)
-    head = [f"POST {u.path} HTTP/1.1", f"Host: {u.netloc}", "Connection: Upgrade", "Upgrade: SPDY/3.1",
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(u.hostname, u.port, ssl=ssl if u.scheme == "https" else None), timeout)
+    target = u.path + (f"?{u.query}" if u.query else "")
+    head = [f"POST {target} HTTP/1.1", f"Host: {u.netloc}", "Connection: Upgrade", "Upgrade: SPDY/3.1",
             "Content-Length: 0"] + [f"X-Stream-Protocol-Version: {p}" for p in protocols]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
     try:
@@ -237,8 +240,8 @@ class SpdyCommand(CommandClient):
 
     @classmethod
     async def open(cls, url: str, *, stdin: bool, stdout: bool, stderr: bool, tty: bool,
-                   protocol: str = V4) -> "SpdyCommand":
-        session, pump, writer = await spdy_connect(url, [protocol])
+                   protocol: str = V4, ssl=None) -> "SpdyCommand":
+        session, pump, writer = await spdy_connect(url, [protocol], ssl=ssl)
         streams = {}
         kinds = ["error"] + [k for k, on in (("stdin", stdin), ("stdout", stdout), ("stderr", stderr),
                                              ("resize", tty)) if on]
@@ -283,23 +286,24 @@ class SpdyCommand(CommandClient):
 
 
 async def open_command(proto: str, url: str, *, stdin: bool = False, stdout: bool = True, stderr: bool = False,
-                       tty: bool = False) -> CommandClient:
-    """proto: "spdy", "spdy-v5", "ws" (v4), "ws-base64", "ws-v5", "ws-v1" (channel.k8s.io), "ws-none"."""
+                       tty: bool = False, ssl=None) -> CommandClient:
+    """proto: "spdy", "spdy-v5", "ws" (v4), "ws-base64", "ws-v5", "ws-v1" (channel.k8s.io), "ws-none".
+    ssl: an SSLContext for https URLs."""
     if proto.startswith("spdy"):
         return await SpdyCommand.open(url, stdin=stdin, stdout=stdout, stderr=stderr, tty=tty,
-                                      protocol=V5 if proto == "spdy-v5" else V4)
+                                      protocol=V5 if proto == "spdy-v5" else V4, ssl=ssl)
     protocol = {"ws": V4, "ws-base64": BASE64_V4, "ws-v5": V5, "ws-v1": "channel.k8s.io", "ws-none": None}[proto]
-    return await WsCommand.open(url, protocol)
+    return await WsCommand.open(url, protocol, ssl=ssl)
 
 
 # ---------------------------------------------------------------------------------------------- port forward
 
 async def ws_port_forward(url: str, port: int, payload: bytes, protocol: str | None = V4,
-                          timeout: float = 20) -> tuple[bytes, bytes]:
+                          timeout: float = 20, ssl=None) -> tuple[bytes, bytes]:
     """Send payload to the forwarded port; return (data, error) received until the server closed."""
     async with aiohttp.ClientSession() as http:
         try:
-            ws = await http.ws_connect(url, protocols=(protocol,) if protocol else (),
+            ws = await http.ws_connect(url, protocols=(protocol,) if protocol else (), ssl=ssl if ssl else True,
                                        timeout=aiohttp.ClientWSTimeout(ws_close=10))
         except aiohttp.WSServerHandshakeError as e:
             raise HTTPStatus(e.status, e.message) from None
@@ -324,9 +328,9 @@ async def ws_port_forward(url: str, port: int, payload: bytes, protocol: str | N
 
 
 async def spdy_port_forward(url: str, port: int, payload: bytes, timeout: float = 20,
-                            request_id: str = "0") -> tuple[bytes, bytes]:
+                            request_id: str = "0", ssl=None) -> tuple[bytes, bytes]:
     """As kubectl port-forward does one connection: an error and a data stream, paired by requestID."""
-    session, pump, writer = await spdy_connect(url, [PORT_FORWARD])
+    session, pump, writer = await spdy_connect(url, [PORT_FORWARD], ssl=ssl)
     try:
         hdr = [("port", str(port)), ("requestid", request_id)]
         error = await session.open_stream([("streamtype", "error")] + hdr)

@@ -40,8 +40,12 @@ def test_api_resources_lists_builtin_kinds(kubectl):
     out = kubectl("api-resources")
     lines = out.splitlines()
     assert lines[0].split()[:2] == ["NAME", "SHORTNAMES"]
-    rows = {line.split()[0]: line for line in lines[1:]}
+    rows = {}
+    for line in lines[1:]:          # pods and nodes appear twice: v1 and metrics.k8s.io/v1beta1
+        rows.setdefault(line.split()[0], line)
     assert re.search(r"^pods\s+po\s+v1\s+true\s+Pod$", rows["pods"])
+    assert re.search(r"^pods\s+metrics\.k8s\.io/v1beta1\s+true\s+PodMetrics$", out, re.M)
+    assert re.search(r"^nodes\s+metrics\.k8s\.io/v1beta1\s+false\s+NodeMetrics$", out, re.M)
     assert re.search(r"deployments\s+deploy\s+apps/v1\s+true\s+Deployment$", rows["deployments"])
     assert re.search(r"namespaces\s+ns\s+v1\s+false\s+Namespace$", rows["namespaces"])
     for name in ("configmaps", "secrets", "services", "endpointslices", "leases", "jobs", "cronjobs",

@@ -340,5 +340,23 @@ UserInfo: Attributes of an authenticated user.
   username string  Name of the user.
 """
 
+METRICS = """
+package metrics.k8s.io/v1beta1
+
+NodeMetrics kind: Resource usage of a node (served from its kubelet's resource metrics).
+  timestamp Time  When the usage was measured (the end of the window).
+  window string  The interval the CPU usage rate was computed over.
+  usage map[string]Quantity  Memory working set and CPU usage of the node.
+
+PodMetrics kind: Resource usage of a pod's containers (served from its kubelet's resource metrics).
+  timestamp Time  When the usage was measured (the end of the window).
+  window string  The interval the CPU usage rate was computed over.
+  containers* []ContainerMetrics  Usage of each container.
+
+ContainerMetrics: Resource usage of a container.
+  name* string  The container's name.
+  usage* map[string]Quantity  Memory working set and CPU usage of the container.
+"""
+
 SOURCES = [DISCOVERY, COORDINATION, EVENTS, RBAC, POLICY, AUTOSCALING_V2, AUTOSCALING_V1, SCHEDULING,
-           CERTIFICATES, AUTHENTICATION]
+           CERTIFICATES, AUTHENTICATION, METRICS]
