@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pods", type=int, default=110, help="pods this node runs at most")
     p.add_argument("--port", type=int, default=10250, help="the kubelet server's port")
     p.add_argument("--address", default="0.0.0.0", help="the kubelet server's address")
+    p.add_argument("--tls-cert-file", default="", help="the server's certificate (default: a self-signed one "
+                                                      "in <root-dir>/pki)")
+    p.add_argument("--tls-private-key-file", default="", help="its key")
+    p.add_argument("--client-ca-file", default="", help="clients (the apiserver) must present a certificate "
+                                                        "signed by this CA")
     p.add_argument("--node-status-update-frequency", type=duration, default=10.0,
                    help="how often the node's status is computed")
     p.add_argument("--sync-frequency", type=duration, default=60.0, help="the longest time between two syncs of a pod")
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             ipaddress.ip_network(a.pod_cidr)
         except ValueError:
             p.error(f"--pod-cidr: invalid CIDR {a.pod_cidr!r}")
+    if bool(a.tls_cert_file) != bool(a.tls_private_key_file):
+        p.error("--tls-cert-file and --tls-private-key-file go together")
     for ip in dns + ([a.node_ip] if a.node_ip else []):
         try:
             ipaddress.ip_address(ip)
@@ -93,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                         cluster_dns=dns, cluster_domain=a.cluster_domain, resolv_conf=Path(a.resolv_conf),
                         cgroup_root=a.cgroup_root, pod_cidr=a.pod_cidr, node_labels=a.node_labels, register_with_taints=a.register_with_taints,
                         kube_reserved=a.kube_reserved, system_reserved=a.system_reserved, max_pods=a.max_pods,
-                        port=a.port, address=a.address, node_status_update_frequency=a.node_status_update_frequency,
+                        port=a.port, address=a.address,
+                        tls_cert_file=Path(a.tls_cert_file) if a.tls_cert_file else None,
+                        tls_private_key_file=Path(a.tls_private_key_file) if a.tls_private_key_file else None,
+                        client_ca_file=Path(a.client_ca_file) if a.client_ca_file else None, node_status_update_frequency=a.node_status_update_frequency,
                         sync_frequency=a.sync_frequency, runtime_request_timeout=a.runtime_request_timeout)
 
     async def run() -> int:

@@ -26,6 +26,9 @@ class KubeletConfig:
     max_pods: int = 110
     port: int = 10250
     address: str = "0.0.0.0"
+    tls_cert_file: Path | None = None
+    tls_private_key_file: Path | None = None
+    client_ca_file: Path | None = None
     node_status_update_frequency: float = 10.0
     node_status_report_frequency: float = 300.0
     node_lease_duration_seconds: int = 40

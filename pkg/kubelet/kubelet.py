@@ -23,12 +23,14 @@ import asyncio
 import copy
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import grpc
 
 from kubelab.api.timefmt import now_rfc3339
 from kubelab.client.events import EventRecorder
+from kubelab.client.healthz import self_signed_context
 from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
 
@@ -38,6 +40,7 @@ from .config import KubeletConfig
 from .cri import RuntimeClient
 from .envvars import EnvError, container_env
 from .podstatus import Waiting, pod_status
+from .server import KubeletServer
 from . import static
 from .runtimespec import POD_UID, container_config, host_resolv, image_pull_policy, sandbox_config
 from .volumes import VolumeError, VolumeManager
@@ -584,6 +587,29 @@ class Kubelet:
             if not (is_not_found(e) or is_conflict(e)):
                 raise
 
+    # -- server -----------------------------------------------------------------------------------
+
+    def _log_path(self, pod: Obj, container: str, previous: bool) -> Path | None:
+        """The CRI log file of a container's current (or previous) run."""
+        m = pod["metadata"]
+        st = next((c for c in ((pod.get("status") or {}).get("containerStatuses") or []) +
+                   ((pod.get("status") or {}).get("initContainerStatuses") or []) if c.get("name") == container), None)
+        attempt = int((st or {}).get("restartCount") or 0) - (1 if previous else 0)
+        if attempt < 0:
+            return None
+        p = self.cfg.pod_logs_dir / f"{m['namespace']}_{m['name']}_{m['uid']}" / container / f"{attempt}.log"
+        return p if p.exists() else None
+
+    def _server(self) -> KubeletServer:
+        cert, key = self.cfg.tls_cert_file, self.cfg.tls_private_key_file
+        if cert is None or key is None:
+            self_signed_context(str(self.cfg.root_dir / "pki"), "kubelet")      # writes the files once
+            cert, key = self.cfg.root_dir / "pki" / "kubelet.crt", self.cfg.root_dir / "pki" / "kubelet.key"
+        return KubeletServer(address=self.cfg.address, port=self.cfg.port, tls_cert=cert, tls_key=key,
+                             client_ca=self.cfg.client_ca_file, runtime=self.runtime.rt,
+                             pods=lambda: list(self.known.values()), log_path=self._log_path,
+                             node_name=self.cfg.node_name, root_dir=self.cfg.root_dir)
+
     # -- running ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -593,6 +619,8 @@ class Kubelet:
             log.warning("the container runtime does not answer yet: %s", _rpc_message(e))
         self.cfg.pod_logs_dir.mkdir(parents=True, exist_ok=True)
         self.cfg.root_dir.mkdir(parents=True, exist_ok=True)
+        server = self._server()
+        await server.start()
         await self.register()
         self.pods.add_event_handler(self._on_pod, self._on_pod, self._on_pod_delete)
         for inf, kind in ((self.configmaps, "configMap"), (self.secrets, "secret")):
@@ -612,6 +640,7 @@ class Kubelet:
             for t in self._tasks + list(self.workers.values()):
                 t.cancel()
             await asyncio.gather(*self._tasks, *self.workers.values(), return_exceptions=True)
+            await server.stop()
             await self.factory.shutdown()
             await self.recorder.shutdown()
             await self.runtime.close()

@@ -213,7 +213,7 @@ class LabCluster:
                            f"unix://{self.cris[n.index - 1].socket}", "--root-dir", str(d / "kubelet"),
                            "--pod-logs-dir", str(d / "pods"), "--cluster-dns", DNS_IP,
                            "--pod-manifest-path", str(d / "manifests"), "--file-check-frequency", "2s",
-                           "--cgroup-root", self.cgroup_parent(n), "--port", "10250",
+                           "--cgroup-root", self.cgroup_parent(n), "--port", "10250", "--client-ca-file", str(self.tmp / "pki" / "ca.crt"),
                            "--node-status-update-frequency", "2s"], d / "kubelet.log")
 
     def _remove_all_sandboxes(self) -> list[str]:

@@ -170,7 +170,8 @@ class Lab:
                 str(BIN / "kubelab-kubelet"), "--kubeconfig", kc, "--hostname-override", n.name, "--node-ip", n.ip,
                 "--pod-cidr", str(n.pod_cidr), "--container-runtime-endpoint", f"unix://{cri.socket}",
                 "--root-dir", str(d / "kubelet"), "--pod-logs-dir", str(d / "pods"), "--cluster-dns", DNS_IP,
-                "--cgroup-root", f"/kubelab-lab-{n.name}", "--node-status-update-frequency", "2s"])
+                "--cgroup-root", f"/kubelab-lab-{n.name}", "--node-status-update-frequency", "2s",
+                "--client-ca-file", str(self.state / "pki" / "ca.crt")])
             self._spawn(pids, f"proxy-{n.name}", n.nsenter() + [
                 str(BIN / "kubelab-proxy"), "--kubeconfig", kc, "--hostname-override", n.name,
                 "--cluster-cidr", str(CLUSTER_CIDR)])

@@ -311,3 +311,40 @@ spec:
     wait(lambda: not [c for c in lab.rt[0].ListContainers(pb.ListContainersRequest(), timeout=10).containers
                       if c.labels.get("io.kubernetes.pod.name") == name and c.state == pb.CONTAINER_RUNNING],
          30, "the static pod's container stopped")
+
+
+def test_logs_exec_port_forward_and_top_through_the_apiserver(lab, k):
+    image = lab.image_refs[0]["busybox"]
+    k("run", "talker", f"--image={image}", "--image-pull-policy=IfNotPresent", "--",
+      "sh", "-c", "for i in 1 2 3; do echo line $i; done; sleep 100000")
+    wait(lambda: kjson(k, "get", "pod", "talker")["status"].get("phase") == "Running", 60, "talker Running")
+    assert wait(lambda: k("logs", "talker", check=False) == "line 1\nline 2\nline 3\n", 20, "the logs")
+    assert k("logs", "talker", "--tail=1") == "line 3\n"
+    assert k("exec", "talker", "--", "sh", "-c", "echo $((6 * 7))") == "42\n"
+    p = subprocess.run([KUBECTL, "--kubeconfig", str(lab.kubeconfig), "exec", "-i", "talker", "--", "cat"],
+                       input="through stdin\n", capture_output=True, text=True, timeout=30)
+    assert p.stdout == "through stdin\n", p.stderr
+    p = subprocess.run([KUBECTL, "--kubeconfig", str(lab.kubeconfig), "exec", "talker", "--", "sh", "-c", "exit 3"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 3
+    pf = subprocess.Popen([KUBECTL, "--kubeconfig", str(lab.kubeconfig), "port-forward", "deployment/nginx",
+                           "18080:80"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import urllib.request
+        body = wait(lambda: _get("http://127.0.0.1:18080/"), 30, "port-forward answering")
+        assert "nginx" in body.lower()
+    finally:
+        pf.terminate()
+        pf.wait(10)
+    top = wait(lambda: (lambda o: o if "node1" in o else None)(k("top", "nodes", check=False)), 60, "kubectl top")
+    assert "CPU(cores)" in top and "node2" in top
+    assert "talker" in wait(lambda: k("top", "pods", check=False), 60, "kubectl top pods")
+    k("delete", "pod", "talker", "--grace-period=1")
+
+
+def _get(url: str) -> str | None:
+    import urllib.request
+    try:
+        return urllib.request.urlopen(url, timeout=3).read().decode()
+    except OSError:
+        return None
