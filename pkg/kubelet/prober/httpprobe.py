@@ -82,13 +82,19 @@ def build_request(http_get: dict, container: dict, pod_ip: str, purpose: str = "
     return HTTPRequest(url, headers)
 
 
-def _go_url(url: URL) -> str:
-    return str(url)
+def go_url(url: URL) -> str:
+    """url.URL.String() as Go writes it: an explicit port is kept, also the scheme's default one."""
+    host = url.raw_host or ""
+    if url.explicit_port is not None:
+        host = join_host_port(host, url.explicit_port)
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{url.scheme}://{host}{url.raw_path_qs}"
 
 
 def _transport_error(url: URL, e: BaseException) -> str:
     """Go's *url.Error text for a failed GET."""
-    prefix = f'Get "{_go_url(url)}": '
+    prefix = f'Get "{go_url(url)}": '
     if isinstance(e, aiohttp.ClientConnectorError) and not isinstance(e, aiohttp.ClientSSLError):
         host = url.host or ""
         return prefix + dial_error(join_host_port(host, url.port or 0), host, e.os_error)
@@ -135,13 +141,13 @@ async def probe_http(req: HTTPRequest, timeout: float) -> ProbeRun:
                         break  # http.ErrUseLastResponse: judge this 3xx answer
                     if requests >= MAX_REQUESTS:
                         resp.release()
-                        return ProbeRun(Outcome.FAILURE, f'Get "{_go_url(target)}": stopped after 10 redirects')
+                        return ProbeRun(Outcome.FAILURE, f'Get "{go_url(target)}": stopped after 10 redirects')
                     resp.release()
                     if URL(location).is_absolute():
                         headers.popall("Host", None)
                     url = target
         except TimeoutError:
-            return ProbeRun(Outcome.FAILURE, f'Get "{_go_url(url)}": context deadline exceeded '
+            return ProbeRun(Outcome.FAILURE, f'Get "{go_url(url)}": context deadline exceeded '
                                              "(Client.Timeout exceeded while awaiting headers)")
         except (aiohttp.ClientError, OSError, ValueError) as e:
             return ProbeRun(Outcome.FAILURE, _transport_error(url, e))
