@@ -140,11 +140,13 @@ async def probe_http(req: HTTPRequest, timeout: float) -> ProbeRun:
                     if target.host != first_host:
                         break  # http.ErrUseLastResponse: judge this 3xx answer
                     if requests >= MAX_REQUESTS:
-                        resp.release()
-                        return ProbeRun(Outcome.FAILURE, f'Get "{go_url(target)}": stopped after 10 redirects')
+                        resp.release()  # Go's url.Error names the refused Location as written
+                        return ProbeRun(Outcome.FAILURE, f'Get "{location}": stopped after 10 redirects')
                     resp.release()
                     if URL(location).is_absolute():
-                        headers.popall("Host", None)
+                        headers.popall("Host", None)  # a custom Host survives relative redirects only
+                    if not (url.scheme == "https" and target.scheme == "http"):
+                        headers["Referer"] = go_url(url)
                     url = target
         except TimeoutError:
             return ProbeRun(Outcome.FAILURE, f'Get "{go_url(url)}": context deadline exceeded '

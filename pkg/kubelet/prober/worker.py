@@ -124,7 +124,8 @@ class Worker:
             now = loop.time()
             if next_tick > now:
                 try:
-                    await asyncio.wait_for(self._trigger.wait(), next_tick - now)
+                    async with asyncio.timeout(next_tick - now):
+                        await self._trigger.wait()
                 except TimeoutError:
                     pass
             self._trigger.clear()
