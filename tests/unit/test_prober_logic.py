@@ -421,3 +421,16 @@ def test_health_protocol_wire_format():
 ])
 def test_go_status_code_names(code, name):
     assert go_status_code(code) == name
+
+
+async def test_a_pod_without_an_ip_is_not_probed():
+    from kubelab.kubelet.prober.prober import Prober
+    p = Prober(ScriptedExec())
+    container = {"name": "c", "readinessProbe": {"tcpSocket": {"port": 80}}}
+    with pytest.raises(ProbeError) as err:
+        await p.run_probe(container["readinessProbe"], pod([container]), container, "cid", "")
+    assert str(err.value) == "pod web_ns(uid-1) has no IP address to probe"
+    missing = {"name": "c", "readinessProbe": {"periodSeconds": 1}}
+    with pytest.raises(ProbeError) as err:
+        await p.run_probe(missing["readinessProbe"], pod([missing]), missing, "cid", "10.0.0.5")
+    assert str(err.value) == "missing probe handler for web_ns(uid-1):c"

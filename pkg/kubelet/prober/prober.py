@@ -161,6 +161,10 @@ class Prober:
     async def run_probe(self, spec: dict, pod: dict, container: dict, container_id: str, pod_ip: str) -> ProbeRun:
         """One run of the probe's handler (upstream's runProbe)."""
         timeout = float(ProbeTiming.of(spec).timeout)
+        if not pod_ip and not (isinstance(spec.get("httpGet"), dict) and spec["httpGet"].get("host")) \
+                and not (isinstance(spec.get("tcpSocket"), dict) and spec["tcpSocket"].get("host")) \
+                and not isinstance(spec.get("exec"), dict):
+            raise ProbeError(f"pod {format_pod(pod)} has no IP address to probe")
         if isinstance(spec.get("exec"), dict):
             command = expand_static(spec["exec"].get("command") or [], container.get("env"))
             return await probe_exec(self.exec_sync, container_id, command, timeout)
