@@ -260,6 +260,17 @@ async def test_restart_resets_readiness(h):
     await h.manager.close()
 
 
+async def test_starting_the_same_container_again_keeps_its_workers(h):
+    c = {"name": "c", "readinessProbe": exec_probe(successThreshold=2)}
+    h.manager.container_started(pod([c]), "c", "cid-1", 1000.0, "10.0.0.5")
+    worker = h.worker("readiness")
+    await h.step("readiness", 1010, 0)
+    h.manager.container_started(pod([c], labels={"new": "label"}), "c", "cid-1", 1000.0, "10.0.0.5")
+    assert h.worker("readiness") is worker and worker.pod["metadata"]["labels"] == {"new": "label"}
+    await h.step("readiness", 1020, 0)                 # the run of successes went on
+    assert h.manager.ready("uid-1", "c")
+
+
 async def test_a_stopped_workers_late_result_is_ignored(h):
     c = {"name": "c", "readinessProbe": exec_probe(failureThreshold=1)}
     h.manager.container_started(pod([c]), "c", "cid-1", 1000.0, "10.0.0.5")

@@ -63,10 +63,15 @@ class ProbeManager:
     def container_started(self, pod: dict, container_name: str, container_id: str, started_at: float,
                           pod_ip: str) -> None:
         """A container (a new instance) is running since ``started_at`` (Unix seconds): start its
-        probe workers with fresh results, stopping those of an earlier instance."""
+        probe workers with fresh results, stopping those of an earlier instance. Calling it again
+        for the same container_id changes nothing (but the pod the workers see). Call it from
+        the event loop's thread: the workers are tasks of the running loop."""
         if self._closed:
             return
         uid = str((pod.get("metadata") or {}).get("uid") or "")
+        if self._running.get((uid, container_name)) == container_id:
+            self.update_pod(pod)  # the same instance again: keep its workers, thresholds and results
+            return
         self._stop_container(uid, container_name)
         self._running[(uid, container_name)] = container_id
         found = find_container(pod, container_name)
