@@ -9,7 +9,6 @@ import contextlib
 import socket
 import ssl
 import time
-from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 import grpc
@@ -157,21 +156,19 @@ async def test_http_timeout_and_refused():
         Outcome.FAILURE, f'Get "http://127.0.0.1:{port}/": dial tcp 127.0.0.1:{port}: connect: connection refused')
 
 
-async def test_https_does_not_verify_the_certificate():
+async def test_https_does_not_verify_the_certificate(tmp_path):
     ca, ca_key = make_ca("probe-test-ca")
     cert, key = issue(ca, ca_key, "elsewhere.test", sans=("elsewhere.test",), server=True)
-    with contextlib.ExitStack() as stack:
-        import tempfile
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kubelab-probe-")))
-        (tmp / "c.pem").write_bytes(cert)
-        (tmp / "k.pem").write_bytes(key)
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(tmp / "c.pem", tmp / "k.pem")
-        async with http_server(tls) as srv:
-            run_ = await probe_http(http_get(srv.port, "/ok", scheme="HTTPS"), 2)
-            assert (run_.outcome, run_.output) == (Outcome.SUCCESS, "ok /ok")
-            plain = await probe_http(http_get(srv.port, "/ok"), 2)   # HTTP to an HTTPS port
-            assert plain.outcome == Outcome.FAILURE
+    (tmp_path / "c.pem").write_bytes(cert)
+    (tmp_path / "k.pem").write_bytes(key)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    async with http_server(tls) as srv:
+        run_ = await probe_http(http_get(srv.port, "/ok", scheme="HTTPS"), 2)
+        assert (run_.outcome, run_.output) == (Outcome.SUCCESS, "ok /ok")   # a CA nobody trusts, another name
+        plain = await probe_http(http_get(srv.port, "/ok"), 2)              # HTTP to an HTTPS port
+        assert plain.outcome == Outcome.FAILURE
+        assert plain.output.startswith(f'Get "http://127.0.0.1:{srv.port}/ok": ')
 
 
 # -- TCP ---------------------------------------------------------------------------------------------
@@ -384,6 +381,7 @@ async def test_unhealthy_events_are_written(control_plane, namespace):
         assert ev["involvedObject"]["fieldPath"] == "spec.containers{c}"
         assert ev["involvedObject"]["uid"] == pod["metadata"]["uid"]
         assert ev["source"] == {"component": "kubelet", "host": "node-1"}
+        await api.delete("v1", "pods", namespace, "probed", grace_period_seconds=0)
     finally:
         await recorder.shutdown()
         await api.close()
