@@ -314,6 +314,7 @@ def test_probe_grace(meta, spec_grace, probe_grace_s, kind, want):
     if spec_grace is not None:
         p["spec"]["terminationGracePeriodSeconds"] = spec_grace
     assert probe_grace(p, "c", kind) == want
+    assert ProbeManager.probe_grace(p, "c", kind) == want
 
 
 # -- ports -----------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Callable
 from kubelab.client.events import EventRecorder
 
 from .execprobe import ExecSync
-from .prober import LIVENESS, PROBE_KINDS, READINESS, STARTUP, Prober, find_container, probe_key
+from .prober import LIVENESS, PROBE_KINDS, READINESS, STARTUP, Prober, find_container, probe_grace, probe_key
 from .results import Result
 from .worker import INITIAL_RESULT, Worker
 
@@ -107,6 +107,8 @@ class ProbeManager:
                 worker.pod = pod
 
     # -- what the kubelet asks -------------------------------------------------------------------
+
+    probe_grace = staticmethod(probe_grace)
 
     def started(self, pod_uid: str, container_name: str) -> bool:
         """Whether the running container has started: its startup probe succeeded, or it has none."""
