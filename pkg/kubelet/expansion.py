@@ -1,10 +1,10 @@
-"""`$(VAR)` expansion in container env values, command, args and subPathExpr, as upstream's
+"""`$(VAR)` expansion in container env values, command, args, exec probes and subPathExpr, as upstream's
 third_party/forked/golang/expansion: `$(NAME)` is replaced when NAME is known and left as written
 otherwise, `$$` is an escaped `$`, an unterminated `$(` and any other `$x` are kept literally.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable, Iterable, Mapping
 
 
 def syntax_wrap(name: str) -> str:
@@ -47,3 +47,11 @@ def expand(value: str, mapping: Callable[[str], str]) -> str:
             checkpoint = cursor + 1
         cursor += 1
     return "".join(out) + value[checkpoint:]
+
+
+def expand_static(command: Iterable[str], env: Iterable[dict] | None) -> list[str]:
+    """ExpandContainerCommandOnlyStatic (exec probes): expand with the plain values of the
+    container's env entries (no references resolved)."""
+    values = {e.get("name", ""): e.get("value") or "" for e in env or () if isinstance(e, dict)}
+    mapping = mapping_func_for(values)
+    return [expand(str(arg), mapping) for arg in command]
