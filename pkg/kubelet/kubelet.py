@@ -40,6 +40,7 @@ from .config import KubeletConfig
 from .cri import RuntimeClient
 from .envvars import EnvError, container_env
 from .podstatus import Waiting, pod_status
+from .prober import ProbeManager
 from .server import KubeletServer
 from . import static
 from .runtimespec import POD_UID, container_config, host_resolv, image_pull_policy, sandbox_config
@@ -93,6 +94,8 @@ class Kubelet:
         self.secrets = self.factory.informer("v1", "secrets")
         self.volumes = VolumeManager(client, cfg.root_dir, cfg.node_name)
         self.recorder = EventRecorder(client, component="kubelet", host=cfg.node_name)
+        self.probes = ProbeManager(self._exec_sync, on_change=self._trigger_soon,
+                                   on_liveness_failure=self._liveness_failed, recorder=self.recorder)
         self.backoff = Backoff()
         self.image_backoff: dict[str, tuple[float, float]] = {}     # image -> (delay, failed at)
         self.known: dict[str, Obj] = {}                             # uid -> latest pod seen
@@ -205,6 +208,35 @@ class Kubelet:
                     self._trigger(uid)
         return handler
 
+    async def _exec_sync(self, cid: str, cmd: list[str], timeout: float) -> tuple[int, bytes, bytes]:
+        try:
+            return await self.runtime.exec_sync(cid, cmd, timeout)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise asyncio.TimeoutError() from None
+            raise
+
+    def _trigger_soon(self, uid: str) -> None:
+        if uid in self.known:
+            self._trigger(uid)
+
+    def _liveness_failed(self, uid: str, name: str, message: str) -> None:
+        self.liveness_failed.setdefault(uid, set()).add(name)
+        self._trigger_soon(uid)
+
+    def _track_probes(self, pod: Obj, rt: PodRuntime) -> None:
+        """Probe workers follow the pod's running containers."""
+        uid = pod["metadata"]["uid"]
+        sb = rt.sandboxes[0] if rt.sandboxes else None
+        self.probes.update_pod(pod)
+        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        for name in names:
+            cur = rt.latest(name)
+            if cur is not None and cur.state == "running" and sb is not None and cur.sandbox_id == sb.id:
+                self.probes.container_started(pod, name, cur.id, cur.started_at, sb.ip)
+            else:
+                self.probes.container_stopped(uid, name)
+
     def _trigger(self, uid: str) -> None:
         ev = self.triggers.get(uid)
         if ev is None:
@@ -219,8 +251,9 @@ class Kubelet:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(ev.wait(), timeout=again if again else self.cfg.sync_frequency)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(again if again else self.cfg.sync_frequency):
+                        await ev.wait()
+                except TimeoutError:
                     pass
                 ev.clear()
                 pod = self.known.get(uid)
@@ -253,6 +286,7 @@ class Kubelet:
             except grpc.aio.AioRpcError as e:
                 log.warning("removing sandbox %s of pod %s: %s", sb.id, uid, _rpc_message(e))
         self.backoff.forget_pod(uid)
+        self.probes.remove_pod(uid)
         for d in (self.start_times, self.waiting, self.liveness_failed):
             d.pop(uid, None)
         try:
@@ -283,8 +317,9 @@ class Kubelet:
                     log.warning("mirror pod of %s not written: %s", pod["metadata"]["name"], e)
             self._static_changed.clear()
             try:
-                await asyncio.wait_for(self._static_changed.wait(), timeout=self.cfg.file_check_frequency)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.cfg.file_check_frequency):
+                    await self._static_changed.wait()
+            except TimeoutError:
                 pass
 
     async def _ensure_mirror(self, pod: Obj) -> None:
@@ -565,7 +600,11 @@ class Kubelet:
 
     async def _write_status(self, pod: Obj, rt: PodRuntime, final: bool = False) -> None:
         uid = pod["metadata"]["uid"]
-        st = pod_status(pod, rt, waiting=self.waiting.get(uid, Waiting()), ready={}, started={},
+        self._track_probes(pod, rt)
+        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        ready = {n: self.probes.ready(uid, n) for n in names}
+        started = {n: self.probes.started(uid, n) for n in names}
+        st = pod_status(pod, rt, waiting=self.waiting.get(uid, Waiting()), ready=ready, started=started,
                         runtime=self.runtime_name, host_ips=[self.cfg.node_ip], start_time=self.start_times[uid],
                         now=now_rfc3339(), final=final)
         if st == (pod.get("status") or {}):
@@ -641,6 +680,7 @@ class Kubelet:
                 t.cancel()
             await asyncio.gather(*self._tasks, *self.workers.values(), return_exceptions=True)
             await server.stop()
+            await self.probes.close()
             await self.factory.shutdown()
             await self.recorder.shutdown()
             await self.runtime.close()

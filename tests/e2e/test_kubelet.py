@@ -348,3 +348,58 @@ def _get(url: str) -> str | None:
         return urllib.request.urlopen(url, timeout=3).read().decode()
     except OSError:
         return None
+
+
+def test_liveness_restarts_and_readiness_gates_endpoints(lab, k):
+    image = lab.image_refs[0]["busybox"]
+    k("apply", "-f", "-", input=f"""apiVersion: v1
+kind: Pod
+metadata: {{name: sick}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "touch /tmp/healthy; sleep 3; rm /tmp/healthy; sleep 100000"]
+    livenessProbe: {{exec: {{command: [cat, /tmp/healthy]}}, periodSeconds: 1, failureThreshold: 2}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: gated, labels: {{app: gated}}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "100000"]
+    readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: gated}}
+spec:
+  selector: {{app: gated}}
+  ports: [{{port: 80}}]
+""")
+    cs = wait(lambda: (lambda c: c if c.get("restartCount", 0) >= 1 else None)(
+        (kjson(k, "get", "pod", "sick")["status"].get("containerStatuses") or [{}])[0]), 60, "a liveness restart")
+    assert cs["lastState"]["terminated"]["exitCode"] != 0
+    events = k("get", "events", "--field-selector", "involvedObject.name=sick")
+    assert "Liveness probe failed" in events and "failed liveness probe, will be restarted" in events
+
+    def endpoint_ready():
+        items = kjson(k, "get", "endpointslices", "-l", "kubernetes.io/service-name=gated")["items"]
+        eps = [e for s in items for e in s.get("endpoints") or []]
+        return eps[0]["conditions"]["ready"] if eps else None
+    wait(lambda: endpoint_ready() is False, 60, "a not-ready endpoint")
+    pod = kjson(k, "get", "pod", "gated")
+    assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "False"
+    assert pod["status"]["containerStatuses"][0]["started"] is True
+    k("exec", "gated", "--", "touch", "/tmp/ready")
+    wait(lambda: endpoint_ready() is True, 30, "the endpoint ready")
+    k("exec", "gated", "--", "rm", "/tmp/ready")
+    wait(lambda: endpoint_ready() is False, 30, "the endpoint not ready again")
+    k("delete", "pod", "sick", "gated", "--grace-period=1")
+    k("delete", "service", "gated")
