@@ -66,9 +66,10 @@ class SyncRunner:
             if self._requested or now >= deadline:
                 return
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), deadline - now)
-            except asyncio.TimeoutError:
+            try:       # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation here
+                async with asyncio.timeout(deadline - now):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
 
     async def loop(self) -> None:
