@@ -20,7 +20,7 @@ from harness import fmt  # noqa: E402  (one number formatter for the scripts and
 
 TOP = BENCH_DIR.parent
 ORDER = ["pod_crud", "list_10k", "watch_latency", "pod_start", "dns", "proxy_sync", "pod_throughput", "scheduler",
-         "deployment"]
+         "deployment", "kubelet_pod_startup"]
 CONTROL_PLANE_CPU = ("apiserver", "etcd", "bench", "other")
 
 

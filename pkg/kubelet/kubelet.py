@@ -39,6 +39,7 @@ from .actions import Backoff, PodRuntime, compute
 from .config import KubeletConfig
 from .cri import RuntimeClient
 from .envvars import EnvError, container_env
+from .lifecycle import run_hook
 from .podstatus import Waiting, pod_status
 from .prober import ProbeManager
 from .server import KubeletServer
@@ -549,6 +550,13 @@ class Kubelet:
             self._event(pod, "Warning", "Failed", f"Error: {msg}", fp)
             return 5.0
         self._event(pod, "Normal", "Started", f"Started container {name}", fp)
+        hook = (c.get("lifecycle") or {}).get("postStart")
+        if hook:
+            why = await run_hook(hook, c, cid, sb.ip if sb else "", self._exec_sync, 30.0)
+            if why:
+                self._event(pod, "Warning", "FailedPostStartHook", why, fp)
+                self._event(pod, "Normal", "Killing", f"FailedPostStartHook", fp)
+                await self._stop(cid, self._grace(pod))
         return None
 
     async def _stop(self, cid: str, grace: int) -> None:
@@ -558,12 +566,28 @@ class Kubelet:
             if e.code() != grpc.StatusCode.NOT_FOUND:
                 raise
 
+    async def _stop_with_hook(self, pod: Obj | None, c: Any, grace: int, ip: str) -> None:
+        """preStop within the grace period, then StopContainer with what is left of it (at least 2 s,
+        as upstream)."""
+        spec = next((x for x in (pod.get("spec") or {}).get("containers") or [] if x["name"] == c.name), None) \
+            if pod is not None else None
+        hook = ((spec or {}).get("lifecycle") or {}).get("preStop")
+        left = grace
+        if hook and grace > 0:
+            t0 = time.monotonic()
+            why = await run_hook(hook, spec, c.id, ip, self._exec_sync, float(grace))
+            if why:
+                self._event(pod, "Warning", "FailedPreStopHook", why, self._field(pod, c.name))
+            left = max(2, int(grace - (time.monotonic() - t0)))
+        await self._stop(c.id, left)
+
     async def _kill_all(self, pod: Obj | None, rt: PodRuntime, grace: int) -> None:
         running = rt.running()
         for c in running:
             if pod is not None:
                 self._event(pod, "Normal", "Killing", f"Stopping container {c.name}", self._field(pod, c.name))
-        await asyncio.gather(*(self._stop(c.id, grace) for c in running))
+        ip = rt.sandboxes[0].ip if rt.sandboxes else ""
+        await asyncio.gather(*(self._stop_with_hook(pod, c, grace, ip) for c in running))
         for sb in rt.sandboxes:
             if sb.ready:
                 try:

@@ -72,9 +72,13 @@ class Pod:
 
 class LabCluster:
     def __init__(self, images: dict[str, Path], nodes: int = 2, *, dns_upstreams: tuple[str, ...] = (),
-                 proxy_args: tuple[str, ...] = (), sync_period: str = "2s", kubelets: bool = False) -> None:
+                 proxy_args: tuple[str, ...] = (), sync_period: str = "2s", kubelets: bool = False,
+                 runtime: str = "kubelab-cri") -> None:
+        if runtime not in ("kubelab-cri", "containerd"):
+            raise ValueError(f"unknown runtime {runtime!r}")
         self.images = images
         self.kubelets = kubelets
+        self.runtime = runtime
         self.nodes = [Node(f"node{i}", i) for i in range(1, nodes + 1)]
         self.net = LabNetwork(self.nodes)
         self.dns_upstreams = dns_upstreams
@@ -123,6 +127,7 @@ class LabCluster:
             exe.write_text(f"#!{sys.executable}\nimport sys\nfrom kubelab.cmd.cni_bridge import main\nsys.exit(main())\n")
             exe.chmod(0o755)
             os.symlink(CNI_BIN_DIR / "portmap", self.cni_bin / "portmap")
+            os.symlink(CNI_BIN_DIR / "loopback", self.cni_bin / "loopback")     # containerd sets up lo with it
             if self.kubelets:
                 self.procs["scheduler"] = spawn(
                     [str(BIN / "kubelab-scheduler"), "--kubeconfig", str(self.kubeconfig), "--leader-elect=false",
@@ -181,13 +186,21 @@ class LabCluster:
         from kubelab.cri.image.archive import import_archive
         from kubelab.cri.image.store import ImageStore
         d = self.tmp / n.name
-        cri = KubelabCRIProc(d, {"conf_dir": d / "net.d", "bin_dir": self.cni_bin}, prefix=n.nsenter(),
-                             cgroup_parent=self.cgroup_parent(n))
-        store = ImageStore(cri.root)
-        refs = {short: asyncio.run(import_archive(store, path))[0].repo_tags[0] for short, path in self.images.items()}
+        if self.runtime == "containerd":
+            from kubelab.lab.runtimes import ContainerdProc
+            cri = ContainerdProc(d / "ctrd", cni_conf_dir=d / "net.d", cni_bin_dir=self.cni_bin, prefix=n.nsenter())
+            self.cris.append(cri)
+            cri.start()
+            refs = {short: cri.import_image(path)[0] for short, path in self.images.items()}
+        else:
+            cri = KubelabCRIProc(d, {"conf_dir": d / "net.d", "bin_dir": self.cni_bin}, prefix=n.nsenter(),
+                                 cgroup_parent=self.cgroup_parent(n))
+            store = ImageStore(cri.root)
+            refs = {short: asyncio.run(import_archive(store, path))[0].repo_tags[0]
+                    for short, path in self.images.items()}
+            self.cris.append(cri)
+            cri.start()
         self.image_refs.append(refs)
-        self.cris.append(cri)
-        cri.start()
         ch = grpc.insecure_channel(f"unix://{cri.socket}")
         self.channels.append(ch)
         self.rt.append(pbg.RuntimeServiceStub(ch))
@@ -352,7 +365,10 @@ class LabCluster:
                     p.wait()
                     problems.append(f"{name} did not stop on SIGTERM")
         for cri in self.cris:
-            cri.stop()
+            try:
+                cri.stop()
+            except Exception as e:        # containerd's peer reports what it could not clean
+                problems.append(f"stopping {type(cri).__name__}: {e}")
         if self.loop is not None:
             async def stop_podnets() -> None:
                 for t in self._podnet_tasks:

@@ -285,8 +285,9 @@ class ContainerdProc:
     def __init__(self, base: Path | None = None, *, cni_conf_dir: Path, cni_bin_dir: Path = CNI_BIN_DIR,
                  sandbox_image: str = DEFAULT_SANDBOX_IMAGE, plain_http_registries: Iterable[str] = (),
                  mirrors: dict[str, list[str]] | None = None, log_path: Path | None = None,
-                 log_level: str = "info") -> None:
+                 log_level: str = "info", prefix: Sequence[str] = ()) -> None:
         self.base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="kubelab-ctrd-"))
+        self.prefix = list(prefix)      # e.g. nsenter into a lab node's network namespace
         self.address = self.base / "containerd.sock"
         # unix socket paths hold at most 107 bytes, and the ttrpc socket adds ".ttrpc"
         if len(str(self.address)) > 100:
@@ -333,7 +334,7 @@ class ContainerdProc:
         self.config_path.write_text(render_config(
             self.base, self.address, cni_conf_dir=self.cni_conf_dir, cni_bin_dir=self.cni_bin_dir,
             sandbox_image=self.sandbox_image, mirrors=self.mirrors, log_level=self.log_level))
-        self.proc = spawn([CONTAINERD, "--config", str(self.config_path)], self.log_path, detach=True,
+        self.proc = spawn(self.prefix + [CONTAINERD, "--config", str(self.config_path)], self.log_path, detach=True,
                           cwd=self.base, env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                               "TMPDIR": str(self.base / "tmp")})
         deadline = time.monotonic() + timeout

@@ -403,3 +403,65 @@ spec:
     wait(lambda: endpoint_ready() is False, 30, "the endpoint not ready again")
     k("delete", "pod", "sick", "gated", "--grace-period=1")
     k("delete", "service", "gated")
+
+
+def test_lifecycle_hooks_run_within_the_grace_period(lab, k):
+    image = lab.image_refs[0]["busybox"]
+    hooks = lab.tmp / "hooks"
+    hooks.mkdir(exist_ok=True)
+    k("apply", "-f", "-", input=f"""apiVersion: v1
+kind: Pod
+metadata: {{name: hooked}}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+  - name: c
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "100000"]
+    volumeMounts: [{{name: host, mountPath: /host}}]
+    lifecycle:
+      postStart: {{exec: {{command: [sh, -c, "echo started > /host/poststart"]}}}}
+      preStop: {{exec: {{command: [sh, -c, "sleep 1; echo stopping > /host/prestop"]}}}}
+  volumes: [{{name: host, hostPath: {{path: {hooks}, type: Directory}}}}]
+""")
+    wait(lambda: kjson(k, "get", "pod", "hooked")["status"].get("phase") == "Running", 60, "hooked Running")
+    assert wait(lambda: (hooks / "poststart").exists(), 10, "postStart ran")
+    assert (hooks / "poststart").read_text() == "started\n"
+    t0 = time.monotonic()
+    k("delete", "pod", "hooked", "--timeout=60s", timeout=90)
+    took = time.monotonic() - t0
+    assert (hooks / "prestop").read_text() == "stopping\n"
+    assert 1.0 <= took < 10.0, f"deletion took {took:.1f}s"
+
+
+def test_hpa_scales_a_busy_deployment_on_real_cpu_metrics(lab, k):
+    image = lab.image_refs[0]["busybox"]
+    k("apply", "-f", "-", input=f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: burner}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: burner}}}}
+  template:
+    metadata: {{labels: {{app: burner}}}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: c
+        image: {image}
+        imagePullPolicy: IfNotPresent
+        command: [sh, -c, "while :; do :; done"]
+        resources: {{requests: {{cpu: 100m}}, limits: {{cpu: 300m}}}}
+""")
+    k("rollout", "status", "deployment/burner", "--timeout=60s", timeout=90)
+    k("autoscale", "deployment", "burner", "--min=1", "--max=3", "--cpu-percent=50")
+    hpa = wait(lambda: (lambda h: h if (h.get("status") or {}).get("currentMetrics") else None)(
+        kjson(k, "get", "hpa", "burner")), 90, "the HPA reading CPU metrics")
+    util = hpa["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"]
+    assert util > 100, hpa["status"]
+    wait(lambda: kjson(k, "get", "deployment", "burner")["spec"]["replicas"] == 3, 90, "scaled to maxReplicas")
+    events = k("get", "events", "--field-selector", "involvedObject.kind=HorizontalPodAutoscaler")
+    assert "SuccessfulRescale" in events and "cpu resource utilization (percentage of request) above target" in events
+    k("delete", "hpa", "burner")
+    k("delete", "deployment", "burner")
