@@ -22,6 +22,7 @@ from .allocators import NodePortAllocator, ServiceIPAllocator, owner_of, service
 from .bootstrap import bootstrap
 from .crds import CRDController
 from .rest import Req, ResourceHandler
+from .serviceaccounts import JWKS_PATH, OPENID_CONFIG_PATH, ServiceAccountTokenREST, ServiceAccountTokens, TokenError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ class Config:
     anonymous_auth: bool = False
     insecure_port: int = 0  # plain HTTP for local debugging only; 0 = off
     tokens: dict[str, dict] = field(default_factory=dict)
+    #: --service-account-*, --api-audiences: the keys loaded (no signing key: TokenRequest is not served)
+    service_accounts: ServiceAccountTokens = field(default_factory=ServiceAccountTokens)
+    #: the admission plugins that run (--enable-admission-plugins / --disable-admission-plugins)
+    admission_plugins: frozenset[str] | None = None
 
 
 def load_tokens(path: str) -> dict[str, dict]:
@@ -103,7 +108,9 @@ class APIServer:
         self.cacher = Cacher(self.store)
         self.service_ips = ServiceIPAllocator(self.store, cfg.service_cluster_ip_range)
         self.node_ports = NodePortAllocator(self.store, cfg.service_node_port_range)
-        self.admission = Admission(self.cacher, self.service_ips, self.node_ports, store=self.store)
+        self.admission = Admission(self.cacher, self.service_ips, self.node_ports, store=self.store,
+                                   plugins=cfg.admission_plugins)
+        self.sa_tokens = ServiceAccountTokenREST(cfg.service_accounts, self.store, self.cacher)
         self.handler = ResourceHandler(self.store, self.cacher, self.registry, self.admission)
         self.crds = CRDController(self.store, self.cacher, self.registry)
         self.ready = False
@@ -160,7 +167,14 @@ class APIServer:
         user = None
         auth = request.headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
-            user = self.cfg.tokens.get(auth[7:].strip())
+            token = auth[7:].strip()
+            user = self.cfg.tokens.get(token)
+            if user is None:
+                try:
+                    user = await self.sa_tokens.authenticate(token)
+                except TokenError as e:
+                    log.info("Unable to authenticate the request err=%r", str(e))
+                    raise status.unauthorized()
             if user is None:
                 raise status.unauthorized()
         if user is None:
@@ -179,7 +193,7 @@ class APIServer:
         if not parts:
             return codec.json_response({"paths": sorted({"/api", "/api/v1", "/apis", "/healthz", "/livez",
                                                          "/readyz", "/version", "/openapi/v2", "/openapi/v3",
-                                                         "/metrics"})})
+                                                         "/metrics", OPENID_CONFIG_PATH, JWKS_PATH})})
         head = parts[0]
         if head in ("healthz", "livez", "readyz"):
             return await self._health(request, head, parts[1:])
@@ -189,6 +203,10 @@ class APIServer:
             return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
         if head == "openapi":
             return self._openapi_route(parts)
+        if path in (OPENID_CONFIG_PATH, JWKS_PATH):
+            if request.method != "GET":
+                raise status.method_not_allowed()
+            return self.sa_tokens.discovery(path)
         codec.check_acceptable(request)
         if head == "api" and len(parts) == 1:
             return self._discovery(request, core=True)
@@ -234,6 +252,10 @@ class APIServer:
             return await self._whoami(request)
         if not self.ready:
             raise status.unavailable("the apiserver is starting: the watch cache is not ready")
+        if k.group == "" and k.plural == "serviceaccounts" and sub == "token":
+            if request.method != "POST":
+                raise status.method_not_allowed()
+            return await self.sa_tokens.create_token(request, namespace, name)
         return await self.handler.handle(request, Req(k, namespace, name, sub))
 
     async def _whoami(self, request: web.Request) -> web.Response:

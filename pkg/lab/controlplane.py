@@ -106,7 +106,8 @@ class Etcd:
 
 @dataclass
 class Pki:
-    """CA, the apiserver's serving cert and an admin client cert under one directory."""
+    """CA, the apiserver's serving cert, an admin client cert and the service account key pair
+    (sa.key signs tokens, sa.pub verifies them, as kubeadm names them) under one directory."""
     dir: Path
 
     def ensure(self, sans: tuple[str, ...]) -> None:
@@ -121,6 +122,10 @@ class Pki:
                                 server=True)
         certs.write(d / "apiserver.crt", cert, 0o644)
         certs.write(d / "apiserver.key", key)
+        if not (d / "sa.key").exists():
+            key, pub = certs.make_key_pair()
+            certs.write(d / "sa.key", key)
+            certs.write(d / "sa.pub", pub, 0o644)
         if not (d / "admin.crt").exists():
             cert, key = certs.issue(ca, ca_key, "kubernetes-admin", orgs=("system:masters",), client=True)
             certs.write(d / "admin.crt", cert, 0o644)
@@ -148,7 +153,8 @@ class APIServerProc:
         a = [str(Path(sys.executable).parent / "kubelab-apiserver"), "--etcd-servers", self.etcd_url,
              "--bind-address", self.host, "--secure-port", str(self.port), "--advertise-address", self.host,
              "--tls-cert-file", str(d / "apiserver.crt"), "--tls-private-key-file", str(d / "apiserver.key"),
-             "--client-ca-file", str(d / "ca.crt")]
+             "--client-ca-file", str(d / "ca.crt"),
+             "--service-account-key-file", str(d / "sa.pub"), "--service-account-signing-key-file", str(d / "sa.key")]
         if self.token_file:
             a += ["--token-auth-file", str(self.token_file)]
         return a + list(self.extra)
