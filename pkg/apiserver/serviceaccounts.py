@@ -324,7 +324,7 @@ class ServiceAccountTokens:
         if claims.get("iss") not in self.issuers:
             return None
         if not verify_signature(token, self.public_keys):
-            raise TokenError("square/go-jose: error in cryptographic primitive")
+            raise TokenError("go-jose/go-jose: error in cryptographic primitive")
         if not audiences_intersect(claims.get("aud"), self.api_audiences):
             raise TokenError(f"token audiences {json.dumps(claims.get('aud'))} is invalid for the target audiences "
                              f"{json.dumps(self.api_audiences)}")
