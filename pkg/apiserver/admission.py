@@ -166,7 +166,8 @@ class Admission:
                 raise status.forbidden("", "pods", name, "a mirror pod may not reference service accounts")
             return
         if not spec.get("serviceAccountName"):
-            spec["serviceAccountName"] = DEFAULT_SERVICE_ACCOUNT
+            # the deprecated serviceAccount stands in for it, as v1's conversion does
+            spec["serviceAccountName"] = spec.get("serviceAccount") or DEFAULT_SERVICE_ACCOUNT
         spec["serviceAccount"] = spec["serviceAccountName"]
         ns = pod["metadata"].get("namespace", "")
         sa = await self._get_service_account(ns, spec["serviceAccountName"])

@@ -119,8 +119,10 @@ class APIServer:
         self._register_virtual()
 
     def _register_virtual(self) -> None:
-        """Kinds served without storage: authentication.k8s.io SelfSubjectReview."""
+        """Kinds served without storage: authentication.k8s.io SelfSubjectReview and TokenReview."""
         self.registry.add(Kind("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews",
+                               namespaced=False, verbs=("create",)))
+        self.registry.add(Kind("authentication.k8s.io", "v1", "TokenReview", "tokenreviews",
                                namespaced=False, verbs=("create",)))
 
     # --- app -------------------------------------------------------------------------------
@@ -250,6 +252,10 @@ class APIServer:
             raise status.route_not_found(request.path)
         if k.plural == "selfsubjectreviews":
             return await self._whoami(request)
+        if k.group == "authentication.k8s.io" and k.plural == "tokenreviews":
+            if request.method != "POST" or name is not None:
+                raise status.method_not_allowed()
+            return await self.sa_tokens.token_review(request, self.cfg.tokens)
         if not self.ready:
             raise status.unavailable("the apiserver is starting: the watch cache is not ready")
         if k.group == "" and k.plural == "serviceaccounts" and sub == "token":

@@ -281,11 +281,12 @@ def check_times(claims: dict, now: float | None = None) -> None:
         raise TokenError("service account token is issued in the future")
 
 
-def audiences_intersect(token_auds: Any, api_auds: list[str]) -> bool:
+def audiences_intersect(token_auds: Any, target: list[str]) -> list[str]:
+    """The token's audiences (the target's when it names none) that are among the target's."""
     auds = [token_auds] if isinstance(token_auds, str) else list(token_auds or [])
     if not auds:
-        auds = list(api_auds)
-    return not api_auds or any(a in api_auds for a in auds)
+        auds = list(target)
+    return [a for a in auds if a in target]
 
 
 # --- the issuer -------------------------------------------------------------------------------------
@@ -314,9 +315,10 @@ class ServiceAccountTokens:
     def sign(self, claims: dict) -> str:
         return encode(claims, self.signing_key)
 
-    def verify(self, token: str, now: float | None = None) -> dict | None:
-        """The claims of a token of ours whose signature, times and audience hold; None when the
-        token is not a JWT of one of our issuers (another authenticator's); TokenError otherwise."""
+    def verify(self, token: str, now: float | None = None, audiences: list[str] | None = None) -> dict | None:
+        """The claims of a token of ours whose signature, times and audience (one of `audiences`,
+        default the API's) hold; None when the token is not a JWT of one of our issuers (another
+        authenticator's); TokenError otherwise."""
         try:
             _, claims = decode_unverified(token)
         except TokenError:
@@ -325,9 +327,10 @@ class ServiceAccountTokens:
             return None
         if not verify_signature(token, self.public_keys):
             raise TokenError("go-jose/go-jose: error in cryptographic primitive")
-        if not audiences_intersect(claims.get("aud"), self.api_audiences):
+        target = audiences or self.api_audiences
+        if target and not audiences_intersect(claims.get("aud"), target):
             raise TokenError(f"token audiences {json.dumps(claims.get('aud'))} is invalid for the target audiences "
-                             f"{json.dumps(self.api_audiences)}")
+                             f"{json.dumps(target)}")
         check_times(claims, now)
         k8s = claims.get("kubernetes.io")
         if not isinstance(k8s, dict) or not isinstance(k8s.get("serviceaccount"), dict) \
@@ -391,10 +394,10 @@ class ServiceAccountTokenREST:
 
     # --- authentication ---
 
-    async def authenticate(self, token: str) -> dict | None:
+    async def authenticate(self, token: str, audiences: list[str] | None = None) -> dict | None:
         """The user of a service account token; None when the token is not ours; TokenError when
         it is ours and does not hold (the request is then 401)."""
-        claims = self.tokens.verify(token)
+        claims = self.tokens.verify(token, audiences=audiences)
         if claims is None:
             return None
         k8s = claims["kubernetes.io"]
@@ -554,6 +557,46 @@ class ServiceAccountTokenREST:
                "status": {"token": token, "expirationTimestamp": timefmt.rfc3339(int(now) + exp)}}
         log.info("token issued serviceaccount=%s/%s jti=%s", namespace, name, claims["jti"])
         return out, warning
+
+    # --- TokenReview ---
+
+    async def token_review(self, request: web.Request, static: dict[str, dict]) -> web.Response:
+        """POST /apis/authentication.k8s.io/v1/tokenreviews: whether a token authenticates (static
+        tokens, then service account tokens) for spec.audiences (default the API's), and as whom."""
+        body = await codec.read_body(request)
+        spec = (body.get("spec") if isinstance(body, dict) else None) or {}
+        token = spec.get("token")
+        if not token or not isinstance(token, str):
+            raise status.bad_request("token is required for TokenReview in authentication")
+        wanted = spec.get("audiences") or []
+        if not isinstance(wanted, list) or not all(isinstance(a, str) for a in wanted):
+            raise status.bad_request("spec.audiences must be a list of strings")
+        st: dict[str, Any] = {"user": {}}
+        user = static.get(token)
+        auds = list(self.tokens.api_audiences)
+        try:
+            if user is None:
+                user = await self.authenticate(token, wanted or None)
+                if user is not None:
+                    auds = audiences_intersect(self.tokens.verify(token, audiences=wanted or None)["aud"],
+                                               wanted or self.tokens.api_audiences)
+            elif wanted:
+                auds = [a for a in wanted if a in auds]
+                if not auds:
+                    user = None
+                    st["error"] = "token audiences are not among the requested audiences"
+        except TokenError as e:
+            st["error"] = str(e)
+            user = None
+        if user is not None:
+            st["authenticated"] = True
+            st["user"] = {k: val for k, val in user.items() if val}
+            st["audiences"] = auds
+        out = {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+               "metadata": {"creationTimestamp": None}, "spec": {"token": token, **({"audiences": wanted}
+                                                                                  if wanted else {})},
+               "status": st}
+        return codec.json_response(out, 201)
 
     # --- OIDC discovery ---
 

@@ -286,3 +286,22 @@ def test_in_cluster_config_of_the_python_client(sa_control_plane, sakubectl, nam
         review = client.AuthenticationV1Api(api).create_self_subject_review(client.V1SelfSubjectReview())
         assert review.status.user_info.username == f"system:serviceaccount:{namespace}:default"
         assert review.status.user_info.extra["authentication.kubernetes.io/pod-name"] == ["app"]
+
+
+def test_token_review(sa_control_plane, sakubectl, core, namespace):
+    """authentication.k8s.io/v1 TokenReview (what a kubelet's webhook authentication asks)."""
+    from kubernetes import client
+    sa = _sa(sakubectl, namespace, "robot")
+    token = sakubectl("create", "token", "robot", "-n", namespace, "--audience", "vault").strip()
+    auth = client.AuthenticationV1Api(core.api_client)
+    r = auth.create_token_review(client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token,
+                                                                                    audiences=["vault"])))
+    assert r.status.authenticated is True and r.status.audiences == ["vault"]
+    assert r.status.user.username == f"system:serviceaccount:{namespace}:robot"
+    assert r.status.user.uid == sa["metadata"]["uid"]
+    # for the API's own audience the same token does not authenticate
+    r = auth.create_token_review(client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token)))
+    assert not r.status.authenticated and "is invalid for the target audiences" in r.status.error
+    r = auth.create_token_review(client.V1TokenReview(spec=client.V1TokenReviewSpec(
+        token=sa_control_plane.token)))
+    assert r.status.authenticated and r.status.user.username == "test-user"

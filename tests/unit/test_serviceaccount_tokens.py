@@ -212,3 +212,39 @@ def test_admission_plugin_flags():
     with pytest.raises(ValueError, match=r"\[Priority\] in enable-admission-plugins and disable-admission-plugins "
                                          r"overlapped"):
         plugins_from_flags(["Priority"], ["Priority"])
+
+
+# --- kubelab-apiserver's flags ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--service-account-max-token-expiration", "30m"],
+     "the service-account-max-token-expiration must be between 1 hour and 2^32 seconds"),
+    (["--service-account-signing-key-file", "/nonexistent"], "service-account-key-file is a required flag"),
+    (["--service-account-key-file", "/nonexistent"], "failed to read key file '/nonexistent'"),
+    (["--enable-admission-plugins", "Bogus"], 'enable-admission-plugins plugin "Bogus" is unknown'),
+])
+def test_apiserver_flag_errors(args, message, capsys):
+    from kubelab.cmd.apiserver import parse
+    with pytest.raises(SystemExit) as e:
+        parse(["--etcd-servers", "http://127.0.0.1:2379", *args])
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_apiserver_service_account_flags(tmp_path):
+    from kubelab.cmd.apiserver import parse
+    key, pub = certs.make_key_pair()
+    (tmp_path / "sa.key").write_bytes(key)
+    (tmp_path / "sa.pub").write_bytes(pub)
+    cfg = parse(["--etcd-servers", "http://127.0.0.1:2379", "--service-account-key-file", str(tmp_path / "sa.pub"),
+                 "--service-account-signing-key-file", str(tmp_path / "sa.key"), "--service-account-issuer",
+                 "https://a", "--service-account-issuer", "https://b", "--api-audiences", "x,y",
+                 "--service-account-max-token-expiration", "2h", "--disable-admission-plugins", "ServiceAccount",
+                 "--advertise-address", "10.0.0.1", "--secure-port", "6443"])
+    sa = cfg.service_accounts
+    assert sa.issuers == ["https://a", "https://b"] and sa.issuer == "https://a"
+    assert sa.api_audiences == ["x", "y"] and sa.max_expiration == 7200
+    assert sa.jwks_uri == "https://10.0.0.1:6443/openid/v1/jwks"
+    assert sat.key_id(sa.signing_key.public_key()) == sat.key_id(sa.public_keys[0])
+    assert "ServiceAccount" not in cfg.admission_plugins and "Priority" in cfg.admission_plugins
