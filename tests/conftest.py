@@ -88,9 +88,11 @@ def control_plane():
 @pytest.fixture(scope="module")
 def sa_control_plane(control_plane):
     """A second apiserver on the session's etcd and PKI with upstream's default admission plugins
-    (ServiceAccount included: pods need their service account and get the token volume)."""
+    (ServiceAccount included: pods need their service account and get the token volume), and
+    tokens of at most 48 hours."""
     tmp = control_plane.tmp
-    api = APIServerProc(control_plane.etcd.url, free_port(), control_plane.api.pki, token_file=tmp / "tokens.csv")
+    api = APIServerProc(control_plane.etcd.url, free_port(), control_plane.api.pki, token_file=tmp / "tokens.csv",
+                        extra=("--service-account-max-token-expiration=48h",))
     name = f"sa-apiserver-{api.port}"
     cp = ControlPlane(tmp, control_plane.etcd, api, tmp / f"{name}.kubeconfig", control_plane.token)
     try:

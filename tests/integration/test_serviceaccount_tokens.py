@@ -305,3 +305,49 @@ def test_token_review(sa_control_plane, sakubectl, core, namespace):
     r = auth.create_token_review(client.V1TokenReview(spec=client.V1TokenReviewSpec(
         token=sa_control_plane.token)))
     assert r.status.authenticated and r.status.user.username == "test-user"
+
+
+def test_lifetimes_and_node_and_secret_bindings(sa_control_plane, sakubectl, namespace, tmp_path):
+    _sa(sakubectl, namespace, "robot")
+    # over --service-account-max-token-expiration (48h here): shortened, with upstream's warning
+    p = sakubectl.run("create", "token", "robot", "-n", namespace, "--duration", "72h")
+    assert "requested expiration of 259200 seconds shortened to 172800 seconds" in p.stderr
+    c = _claims(p.stdout.strip())
+    assert c["exp"] - c["iat"] == 172800
+    # 3607 s for another audience is not extended
+    sakubectl("create", "-f", "-", input=_pod(namespace, "p", "robot"))
+    c = _claims(sakubectl("create", "token", "robot", "-n", namespace, "--duration", "3607s", "--audience", "vault",
+                          "--bound-object-kind", "Pod", "--bound-object-name", "p").strip())
+    assert c["exp"] - c["iat"] == 3607 and "warnafter" not in c["kubernetes.io"]
+    # bound to a Node: valid while the node exists with that uid
+    node = f"tok-{namespace}"[:63]
+    sakubectl("create", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}))
+    try:
+        uid = sakubectl.json("get", "node", node)["metadata"]["uid"]
+        token = sakubectl("create", "token", "robot", "-n", namespace, "--bound-object-kind", "Node",
+                          "--bound-object-name", node).strip()
+        assert _claims(token)["kubernetes.io"]["node"] == {"name": node, "uid": uid}
+        p = _whoami(sa_control_plane, token, tmp_path)
+        assert p.returncode == 0, p.stderr
+        extra = json.loads(p.stdout)["status"]["userInfo"]["extra"]
+        assert extra["authentication.kubernetes.io/node-name"] == [node]
+        assert extra["authentication.kubernetes.io/node-uid"] == [uid]
+    finally:
+        sakubectl("delete", "node", node)
+    deadline = time.monotonic() + 10
+    while _request(sa_control_plane, "/api/v1/namespaces", token)[0] != 401:
+        assert time.monotonic() < deadline, "a token bound to a deleted node still authenticates"
+        time.sleep(0.1)
+    # bound to a Secret
+    sakubectl("create", "secret", "generic", "s", "-n", namespace, "--from-literal=a=b")
+    token = sakubectl("create", "token", "robot", "-n", namespace, "--bound-object-kind", "Secret",
+                      "--bound-object-name", "s").strip()
+    assert _request(sa_control_plane, "/api/v1/namespaces", token)[0] == 200
+    sakubectl("delete", "secret", "s", "-n", namespace)
+    deadline = time.monotonic() + 10
+    while _request(sa_control_plane, "/api/v1/namespaces", token)[0] != 401:
+        assert time.monotonic() < deadline, "a token bound to a deleted secret still authenticates"
+        time.sleep(0.1)
+    p = sakubectl.run("create", "token", "robot", "-n", namespace, "--bound-object-kind", "Secret",
+                      "--bound-object-name", "gone", check=False)
+    assert p.returncode != 0 and 'secrets "gone" not found' in p.stderr
