@@ -473,8 +473,9 @@ class ServiceAccountTokenREST:
 
     async def token_request(self, namespace: str, name: str, body: dict) -> tuple[dict, str]:
         """The answered TokenRequest for a request body, and the warning to send (or "")."""
-        meta = body.get("metadata") or {}
-        spec = dict(body.get("spec") or {})
+        meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+        if not isinstance(meta, dict) or not isinstance(spec, dict):
+            raise status.bad_request("metadata and spec of a TokenRequest must be objects")
         if meta.get("name") and meta["name"] != name:
             raise status.invalid("authentication.k8s.io", "TokenRequest", name, [
                 v.invalid("metadata.name", meta["name"], "must match the service account name if specified")])
@@ -565,7 +566,7 @@ class ServiceAccountTokenREST:
         tokens, then service account tokens) for spec.audiences (default the API's), and as whom."""
         body = await codec.read_body(request)
         spec = (body.get("spec") if isinstance(body, dict) else None) or {}
-        token = spec.get("token")
+        token = spec.get("token") if isinstance(spec, dict) else None
         if not token or not isinstance(token, str):
             raise status.bad_request("token is required for TokenReview in authentication")
         wanted = spec.get("audiences") or []
@@ -578,7 +579,7 @@ class ServiceAccountTokenREST:
             if user is None:
                 user = await self.authenticate(token, wanted or None)
                 if user is not None:
-                    auds = audiences_intersect(self.tokens.verify(token, audiences=wanted or None)["aud"],
+                    auds = audiences_intersect(decode_unverified(token)[1].get("aud"),
                                                wanted or self.tokens.api_audiences)
             elif wanted:
                 auds = [a for a in wanted if a in auds]

@@ -51,12 +51,14 @@ def _claims(token: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
 
 
-def _request(cp, path: str, token: str | None = None, admin: bool = False) -> tuple[int, bytes, dict]:
+def _request(cp, path: str, token: str | None = None, admin: bool = False,
+             body: object = None) -> tuple[int, bytes, dict]:
     pki = cp.api.pki.dir
     ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
     if admin:
         ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-    req = urllib.request.Request(cp.url + path)
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(cp.url + path, data=data, headers={"Content-Type": "application/json"})
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
@@ -351,3 +353,21 @@ def test_lifetimes_and_node_and_secret_bindings(sa_control_plane, sakubectl, nam
     p = sakubectl.run("create", "token", "robot", "-n", namespace, "--bound-object-kind", "Secret",
                       "--bound-object-name", "gone", check=False)
     assert p.returncode != 0 and 'secrets "gone" not found' in p.stderr
+
+
+@pytest.mark.parametrize("body, code, message", [
+    ({"spec": "x"}, 400, "must be objects"),
+    ({"spec": {"expirationSeconds": "1h"}}, 400, "spec.expirationSeconds must be an integer"),
+    ({"spec": {"expirationSeconds": (1 << 32) + 1}}, 422, "may not specify a duration larger than 2^32 seconds"),
+    ({"metadata": {"name": "other"}}, 422, "must match the service account name if specified"),
+    ({"spec": {"boundObjectRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"}}}, 400,
+     "cannot bind token to object of type apps/v1, Kind=Deployment"),
+    ({"spec": {"boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "nope"}}}, 404, 'pods "nope" not found'),
+])
+def test_bad_token_requests(sa_control_plane, sakubectl, namespace, body, code, message):
+    _sa(sakubectl, namespace, "robot")
+    status, out, _ = _request(sa_control_plane, f"/api/v1/namespaces/{namespace}/serviceaccounts/robot/token",
+                              admin=True, body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                                **body})
+    assert status == code, out
+    assert message in json.loads(out)["message"]
