@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from aiohttp import web
+from prometheus_client import Counter
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -62,6 +63,10 @@ EXTRA_POD_UID = "authentication.kubernetes.io/pod-uid"
 EXTRA_NODE_NAME = "authentication.kubernetes.io/node-name"
 EXTRA_NODE_UID = "authentication.kubernetes.io/node-uid"
 EXTRA_CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
+
+VALID_TOKENS = Counter("serviceaccount_valid_tokens_total", "Cumulative valid projected service account tokens used")
+STALE_TOKENS = Counter("serviceaccount_stale_tokens_total",
+                       "Cumulative stale projected service account tokens used (past their warnafter)")
 
 _CURVES = {"secp256r1": ("ES256", hashes.SHA256(), 32, "P-256"),
            "secp384r1": ("ES384", hashes.SHA384(), 48, "P-384"),
@@ -449,6 +454,13 @@ class ServiceAccountTokenREST:
                     extra[EXTRA_NODE_UID] = [noderef["uid"]]
         if claims.get("jti"):
             extra[EXTRA_CREDENTIAL_ID] = [f"JTI={claims['jti']}"]
+        warn_after = k8s.get("warnafter")
+        if isinstance(warn_after, (int, float)) and time.time() > warn_after:
+            STALE_TOKENS.inc()
+            log.info("stale service account token used serviceaccount=%s/%s pod=%s warnafter=%s", ns,
+                     saref["name"], (podref or {}).get("name", ""), timefmt.rfc3339(warn_after))
+        else:
+            VALID_TOKENS.inc()
         user: dict[str, Any] = {"username": username(ns, saref["name"]), "uid": saref.get("uid", ""),
                                 "groups": group_names(ns) + ["system:authenticated"]}
         if extra:

@@ -371,3 +371,21 @@ def test_bad_token_requests(sa_control_plane, sakubectl, namespace, body, code, 
                                                 **body})
     assert status == code, out
     assert message in json.loads(out)["message"]
+
+
+def _metric(cp, name: str) -> float:
+    text = _request(cp, "/metrics", admin=True)[1].decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def test_stale_tokens_still_authenticate_and_are_counted(sa_control_plane, sakubectl, namespace):
+    sa = _sa(sakubectl, namespace, "robot")
+    claims = sat.make_claims(ISSUER, sa, [ISSUER], 3600, now=time.time() - 100, warn_after=60)
+    stale = sat.encode(claims, _signing_key(sa_control_plane))
+    valid_before = _metric(sa_control_plane, "serviceaccount_valid_tokens_total")
+    stale_before = _metric(sa_control_plane, "serviceaccount_stale_tokens_total")
+    assert _request(sa_control_plane, "/api/v1/namespaces", stale)[0] == 200
+    assert _metric(sa_control_plane, "serviceaccount_stale_tokens_total") == stale_before + 1
+    fresh = sakubectl("create", "token", "robot", "-n", namespace).strip()
+    assert _request(sa_control_plane, "/api/v1/namespaces", fresh)[0] == 200
+    assert _metric(sa_control_plane, "serviceaccount_valid_tokens_total") == valid_before + 1
