@@ -288,10 +288,13 @@ def check_times(claims: dict, now: float | None = None) -> None:
 
 def audiences_intersect(token_auds: Any, target: list[str]) -> list[str]:
     """The token's audiences (the target's when it names none) that are among the target's."""
-    auds = [token_auds] if isinstance(token_auds, str) else list(token_auds or [])
-    if not auds:
-        auds = list(target)
-    return [a for a in auds if a in target]
+    if token_auds is None or token_auds == []:
+        return list(target)
+    if isinstance(token_auds, str):
+        token_auds = [token_auds]
+    if not isinstance(token_auds, list):
+        return []
+    return [a for a in token_auds if isinstance(a, str) and a in target]
 
 
 # --- the issuer -------------------------------------------------------------------------------------

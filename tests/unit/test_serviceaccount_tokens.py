@@ -128,6 +128,14 @@ def test_issuer_leaves_other_tokens_and_refuses_bad_ones(issuer):
                                                   now=time.time() - 3600)))
 
 
+@pytest.mark.parametrize("token_auds, target, expected", [
+    (["a", "b"], ["b", "c"], ["b"]), ("a", ["a"], ["a"]), ([], ["api"], ["api"]), (None, ["api"], ["api"]),
+    (["x"], ["api"], []), (5, ["api"], []), ([1, "api"], ["api"], ["api"]),
+])
+def test_audiences_intersect(token_auds, target, expected):
+    assert sat.audiences_intersect(token_auds, target) == expected
+
+
 def test_jwks_and_openid_configuration(issuer, rsa_key):
     issuer.public_keys.append(rsa_key.public_key())
     jwks = issuer.jwks()["keys"]
