@@ -9,6 +9,16 @@ import sys
 from kubelab.apiserver.kubeletproxy import DEFAULT_ADDRESS_TYPES
 from kubelab.apiserver.server import APIServer, Config, load_tokens
 from kubelab import logs
+from kubelab.apiserver.admission import plugins_from_flags
+from kubelab.apiserver.server import APIServer, Config, load_tokens
+from kubelab.apiserver.serviceaccounts import (DEFAULT_ISSUER, JWKS_PATH, MAX_EXPIRATION, KeyFileError,
+                                               ServiceAccountTokens, load_public_keys, load_signing_key)
+from kubelab.cliflags import add_bool, duration
+
+
+def _list(values: list[str] | None) -> list[str]:
+    """A repeatable comma-separated flag (pflag's StringSlice)."""
+    return [x.strip() for v in values or [] for x in v.split(",") if x.strip()]
 
 
 def parse(argv: list[str] | None = None) -> Config:
@@ -32,6 +42,22 @@ def parse(argv: list[str] | None = None) -> Config:
                    help="node address types to reach kubelets at, first found wins")
     p.add_argument("--kubelet-port", type=int, default=10250,
                    help="kubelet port when a node reports no status.daemonEndpoints.kubeletEndpoint.Port")
+    p.add_argument("--service-account-issuer", action="append", default=None,
+                   help="identifier of the service account token issuer (repeatable; the first one signs)")
+    p.add_argument("--service-account-key-file", action="append", default=None,
+                   help="PEM file of keys that verify service account tokens (repeatable)")
+    p.add_argument("--service-account-signing-key-file", help="the private key that signs service account tokens")
+    p.add_argument("--service-account-max-token-expiration", type=duration, default=0.0,
+                   help="the longest validity of a token TokenRequest issues")
+    add_bool(p, "--service-account-extend-token-expiration", True,
+             "pod-bound projected tokens of 3607 s live a year and warn after 3607 s")
+    p.add_argument("--service-account-jwks-uri", default="", help="jwks_uri in the OIDC discovery document")
+    p.add_argument("--api-audiences", action="append", default=None,
+                   help="audiences of the API (default: the service account issuers)")
+    p.add_argument("--enable-admission-plugins", action="append", default=None,
+                   help="admission plugins to enable besides the default ones")
+    p.add_argument("--disable-admission-plugins", action="append", default=None,
+                   help="admission plugins to disable though on by default")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity")
     a = p.parse_args(argv)
     if bool(a.tls_cert_file) != bool(a.tls_private_key_file):
@@ -63,7 +89,34 @@ def parse(argv: list[str] | None = None) -> Config:
             cfg.tokens = load_tokens(a.token_auth_file)
         except OSError as e:
             p.error(f"--token-auth-file: {e.strerror}: {a.token_auth_file}")
+    try:
+        cfg.admission_plugins = plugins_from_flags(_list(a.enable_admission_plugins), _list(a.disable_admission_plugins))
+    except ValueError as e:
+        p.error(str(e))
+    cfg.service_accounts = _service_accounts(p, a)
     return cfg
+
+
+def _service_accounts(p: argparse.ArgumentParser, a: argparse.Namespace) -> ServiceAccountTokens:
+    """As kube-apiserver's options: keys from the files, audiences default to the issuers."""
+    issuers = [i for i in (a.service_account_issuer or [DEFAULT_ISSUER]) if i]
+    if not issuers:
+        p.error("service-account-issuer is a required flag")
+    if a.service_account_signing_key_file and not a.service_account_key_file:
+        p.error("service-account-key-file is a required flag")
+    max_exp = int(a.service_account_max_token_expiration)
+    if max_exp and not 3600 <= max_exp <= MAX_EXPIRATION:
+        p.error("the service-account-max-token-expiration must be between 1 hour and 2^32 seconds")
+    try:
+        public = [k for f in a.service_account_key_file or [] for k in load_public_keys(f)]
+        signing = load_signing_key(a.service_account_signing_key_file) if a.service_account_signing_key_file \
+            else None
+    except KeyFileError as e:
+        p.error(str(e))
+    jwks_uri = a.service_account_jwks_uri or f"https://{a.advertise_address}:{a.secure_port}{JWKS_PATH}"
+    return ServiceAccountTokens(issuers=issuers, public_keys=public, signing_key=signing,
+                                api_audiences=_list(a.api_audiences), max_expiration=max_exp,
+                                extend_expiration=a.service_account_extend_token_expiration, jwks_uri=jwks_uri)
 
 
 async def run(cfg: Config) -> None:

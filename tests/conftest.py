@@ -58,7 +58,11 @@ def control_plane():
     pki.ensure(("127.0.0.1",))
     token = "kubelab-test-token"
     (tmp / "tokens.csv").write_text(f'{token},test-user,1000,"devs,testers"\n')
-    api = APIServerProc(etcd.url, free_port(), pki, token_file=tmp / "tokens.csv")
+    # as upstream's integration test servers: no serviceaccount controller runs here to create the
+    # "default" ServiceAccount of fresh namespaces, so the ServiceAccount admission plugin is off
+    # (`sa_control_plane` serves the same etcd with it on)
+    api = APIServerProc(etcd.url, free_port(), pki, token_file=tmp / "tokens.csv",
+                        extra=("--disable-admission-plugins=ServiceAccount",))
     cp = ControlPlane(tmp, etcd, api, tmp / "admin.kubeconfig", token)
     try:
         api.start(tmp / "apiserver.log")
@@ -78,6 +82,29 @@ def control_plane():
         conns = [c for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == port
                  and c.status == psutil.CONN_LISTEN]
         assert not conns, f"port {port} still listening after teardown"
+    assert "Traceback" not in log or "internal error" in log, "apiserver logged an unexpected traceback"
+
+
+@pytest.fixture(scope="module")
+def sa_control_plane(control_plane):
+    """A second apiserver on the session's etcd and PKI with upstream's default admission plugins
+    (ServiceAccount included: pods need their service account and get the token volume), and
+    tokens of at most 48 hours."""
+    tmp = control_plane.tmp
+    api = APIServerProc(control_plane.etcd.url, free_port(), control_plane.api.pki, token_file=tmp / "tokens.csv",
+                        extra=("--service-account-max-token-expiration=48h",))
+    name = f"sa-apiserver-{api.port}"
+    cp = ControlPlane(tmp, control_plane.etcd, api, tmp / f"{name}.kubeconfig", control_plane.token)
+    try:
+        api.start(tmp / f"{name}.log")
+        api.pki.kubeconfig(cp.url, cp.kubeconfig)
+        yield cp
+    finally:
+        if api.proc:
+            stop(api.proc)
+        log = (tmp / f"{name}.log").read_text() if (tmp / f"{name}.log").exists() else ""
+        for f in (cp.kubeconfig, tmp / f"{name}.log"):
+            f.unlink(missing_ok=True)
     assert "Traceback" not in log or "internal error" in log, "apiserver logged an unexpected traceback"
 
 

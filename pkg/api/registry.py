@@ -46,7 +46,8 @@ class Kind:
     singular: str = ""
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
-    #: subresources served: status, scale, binding, eviction, log, exec, attach, portforward, proxy, finalize, approval
+    #: subresources served: status, scale, binding, eviction, log, exec, attach, portforward, proxy, finalize,
+    #: approval, token
     subresources: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
     #: extra field selector fields: name -> function of the object giving the field's string value

@@ -1,12 +1,17 @@
 """Admission: the mutating and validating plugins of the request chain, and Service allocation.
 
 Built in: NamespaceLifecycle (in the handler's namespace check), DefaultTolerationSeconds,
-ServiceAccount defaulting, Service ClusterIP/NodePort allocation, ResourceQuota, and the
-PodDisruptionBudgets of the eviction subresource. RBAC and the rest of upstream's plugins plug in here later.
+ServiceAccount (upstream's plugin/pkg/admission/serviceaccount: the default service account, the
+kube-api-access-<random> projected volume, image pull secrets), Priority, Service ClusterIP/NodePort
+allocation, ResourceQuota, and the PodDisruptionBudgets of the eviction subresource. RBAC and the
+rest of upstream's plugins plug in here later. --enable-admission-plugins and
+--disable-admission-plugins choose among upstream's plugin names (`plugins_from_flags`).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from typing import Any, Awaitable, Callable
 
 from ..api import quota
@@ -17,6 +22,7 @@ from ..storage.cacher import Cacher
 from ..storage.errors import NotFound
 from . import status
 from .allocators import AllocationError, NodePortAllocator, ServiceIPAllocator, owner_of, service_ports_of
+from .objects import generate_name
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +32,88 @@ NOT_READY = "node.kubernetes.io/not-ready"
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 UNREACHABLE = "node.kubernetes.io/unreachable"
 
+# upstream's plugin names (kube-apiserver --help); the ones this apiserver implements, and its defaults
+KNOWN_PLUGINS = frozenset((
+    "AlwaysAdmit", "AlwaysDeny", "AlwaysPullImages", "CertificateApproval", "CertificateSigning",
+    "CertificateSubjectRestriction", "ClusterTrustBundleAttest", "DefaultIngressClass", "DefaultStorageClass",
+    "DefaultTolerationSeconds", "DenyServiceExternalIPs", "EventRateLimit", "ExtendedResourceToleration",
+    "ImagePolicyWebhook", "LimitPodHardAntiAffinityTopology", "LimitRanger", "MutatingAdmissionPolicy",
+    "MutatingAdmissionWebhook", "NamespaceAutoProvision", "NamespaceExists", "NamespaceLifecycle",
+    "NodeRestriction", "OwnerReferencesPermissionEnforcement", "PersistentVolumeClaimResize",
+    "PodNodeSelector", "PodSecurity", "PodTolerationRestriction", "PodTopologyLabels", "Priority",
+    "ResourceQuota", "RuntimeClass", "ServiceAccount", "StorageObjectInUseProtection", "TaintNodesByCondition",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionWebhook"))
+IMPLEMENTED_PLUGINS = frozenset(("NamespaceLifecycle", "ServiceAccount", "Priority", "DefaultTolerationSeconds",
+                                 "ResourceQuota"))
+DEFAULT_PLUGINS = frozenset(("NamespaceLifecycle", "LimitRanger", "ServiceAccount", "TaintNodesByCondition",
+                             "PodSecurity", "Priority", "DefaultTolerationSeconds", "DefaultStorageClass",
+                             "StorageObjectInUseProtection", "PersistentVolumeClaimResize", "RuntimeClass",
+                             "CertificateApproval", "CertificateSigning", "ClusterTrustBundleAttest",
+                             "CertificateSubjectRestriction", "DefaultIngressClass", "PodTopologyLabels",
+                             "MutatingAdmissionPolicy", "MutatingAdmissionWebhook", "ValidatingAdmissionPolicy",
+                             "ValidatingAdmissionWebhook", "ResourceQuota"))
+
+# the ServiceAccount plugin's constants
+DEFAULT_SERVICE_ACCOUNT = "default"
+TOKEN_VOLUME_PREFIX = "kube-api-access-"
+TOKEN_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def plugins_from_flags(enable: list[str], disable: list[str]) -> frozenset[str]:
+    """The plugins that run: upstream's defaults plus --enable-admission-plugins less
+    --disable-admission-plugins; ValueError with upstream's message for unknown or overlapping names."""
+    for flag, names in (("enable-admission-plugins", enable), ("disable-admission-plugins", disable)):
+        for n in names:
+            if n not in KNOWN_PLUGINS:
+                raise ValueError(f"{flag} plugin {n!r} is unknown".replace("'", '"'))
+    both = sorted(set(enable) & set(disable))
+    if both:
+        raise ValueError(f"{both} in enable-admission-plugins and disable-admission-plugins overlapped"
+                         .replace("'", ""))
+    return frozenset((DEFAULT_PLUGINS | set(enable)) - set(disable))
+
+
+def token_volume_source() -> dict:
+    """Upstream's TokenVolumeSource: the service account token, the cluster CA and the namespace."""
+    return {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+                                    "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}
+
+
+def should_automount(sa: dict, pod: dict) -> bool:
+    """The pod's automountServiceAccountToken, else the service account's, else true."""
+    p = (pod.get("spec") or {}).get("automountServiceAccountToken")
+    if p is not None:
+        return bool(p)
+    s = sa.get("automountServiceAccountToken")
+    return True if s is None else bool(s)
+
+
+def mount_service_account_token(pod: dict) -> None:
+    """Upstream's mountServiceAccountToken: every container and init container without a mount at
+    the token path mounts the kube-api-access-<random> volume (reusing one the pod has) read-only
+    there; the volume is added when one was mounted."""
+    spec = pod["spec"]
+    volumes = spec.get("volumes") or []
+    existing = next((vol.get("name") for vol in volumes if isinstance(vol, dict)
+                     and str(vol.get("name", "")).startswith(TOKEN_VOLUME_PREFIX)), None)
+    name = existing or generate_name(TOKEN_VOLUME_PREFIX)
+    needs = False
+    for key in ("initContainers", "containers"):
+        for c in spec.get(key) or []:
+            if not isinstance(c, dict):
+                continue
+            mounts = c.get("volumeMounts") or []
+            if any(isinstance(m, dict) and m.get("mountPath") == TOKEN_MOUNT_PATH for m in mounts):
+                continue
+            c["volumeMounts"] = list(mounts) + [{"name": name, "readOnly": True, "mountPath": TOKEN_MOUNT_PATH}]
+            needs = True
+    if existing is None and needs:
+        spec["volumes"] = list(volumes) + [{"name": name, "projected": token_volume_source()}]
+
 
 async def _noop() -> None:
     return None
@@ -33,7 +121,9 @@ async def _noop() -> None:
 
 class Admission:
     def __init__(self, cacher: Cacher, service_ips: ServiceIPAllocator, node_ports: NodePortAllocator,
-                 default_toleration_seconds: int = 300, store: Any = None) -> None:
+                 default_toleration_seconds: int = 300, store: Any = None,
+                 plugins: frozenset[str] | None = None) -> None:
+        self.plugins = DEFAULT_PLUGINS if plugins is None else plugins
         self.cacher = cacher
         self.store = store
         self.service_ips = service_ips
@@ -55,16 +145,59 @@ class Admission:
                 spec["groups"] = list(user["groups"])
         if k.group == "" and k.plural == "pods" and op == "CREATE":
             spec = obj.setdefault("spec", {})
-            if not spec.get("serviceAccountName"):
-                spec["serviceAccountName"] = "default"
-                spec["serviceAccount"] = "default"
-            self._priority(obj)
-            tols = spec.setdefault("tolerations", [])
-            for key in (NOT_READY, UNREACHABLE):
-                if not any(t.get("key") == key and t.get("effect") in ("NoExecute", None, "") or
-                           (t.get("operator") == "Exists" and not t.get("key")) for t in tols):
-                    tols.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                 "tolerationSeconds": self.default_toleration_seconds})
+            if "ServiceAccount" in self.plugins:
+                await self._service_account(obj)
+            if "Priority" in self.plugins:
+                self._priority(obj)
+            if "DefaultTolerationSeconds" in self.plugins:
+                tols = spec.setdefault("tolerations", [])
+                for key in (NOT_READY, UNREACHABLE):
+                    if not any(t.get("key") == key and t.get("effect") in ("NoExecute", None, "") or
+                               (t.get("operator") == "Exists" and not t.get("key")) for t in tols):
+                        tols.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                     "tolerationSeconds": self.default_toleration_seconds})
+
+    async def _service_account(self, pod: dict) -> None:
+        """The ServiceAccount admission plugin on pod creation."""
+        spec = pod["spec"]
+        name = pod["metadata"].get("name") or pod["metadata"].get("generateName") or "Unknown"
+        if MIRROR_ANNOTATION in (pod["metadata"].get("annotations") or {}):
+            if spec.get("serviceAccountName"):
+                raise status.forbidden("", "pods", name, "a mirror pod may not reference service accounts")
+            return
+        if not spec.get("serviceAccountName"):
+            # the deprecated serviceAccount stands in for it, as v1's conversion does
+            spec["serviceAccountName"] = spec.get("serviceAccount") or DEFAULT_SERVICE_ACCOUNT
+        spec["serviceAccount"] = spec["serviceAccountName"]
+        ns = pod["metadata"].get("namespace", "")
+        sa = await self._get_service_account(ns, spec["serviceAccountName"])
+        if sa is None:
+            sa_name = spec["serviceAccountName"]
+            raise status.forbidden("", "pods", name, f"error looking up service account {ns}/{sa_name}: "
+                                                     f'serviceaccount "{sa_name}" not found')
+        if should_automount(sa, pod):
+            mount_service_account_token(pod)
+        if not spec.get("imagePullSecrets") and sa.get("imagePullSecrets"):
+            spec["imagePullSecrets"] = [{"name": s.get("name", "")} for s in sa["imagePullSecrets"]
+                                        if isinstance(s, dict)]
+
+    async def _get_service_account(self, namespace: str, name: str) -> dict | None:
+        """From the watch cache, else live: the default account is tried 10 times 100-200 ms apart,
+        since the serviceaccount controller creates it right after the namespace (as upstream)."""
+        key = f"/registry/serviceaccounts/{namespace}/{name}"
+        sa = self.cacher.get("/registry/serviceaccounts/", key)
+        if sa is not None or self.store is None:
+            return sa
+        attempts = 10 if name == DEFAULT_SERVICE_ACCOUNT else 1
+        interval = random.uniform(0.1, 0.2)
+        for i in range(attempts):
+            if i:
+                await asyncio.sleep(interval)
+            try:
+                return await self.store.get(key)
+            except NotFound:
+                continue
+        return None
 
     def _priority(self, pod: dict) -> None:
         """The Priority admission plugin: spec.priority and preemptionPolicy from the pod's
@@ -99,7 +232,7 @@ class Admission:
         spec["preemptionPolicy"] = policy
 
     async def validate(self, request, k: Kind, obj: dict, old: dict | None, op: str) -> None:
-        if op == "CREATE" and k.namespaced and self.store is not None:
+        if op == "CREATE" and k.namespaced and self.store is not None and "ResourceQuota" in self.plugins:
             await self.charge_quota(k, obj, dry=bool(request is not None and request.query.get("dryRun")))
 
     # --- ResourceQuota -----------------------------------------------------------------------
@@ -156,7 +289,8 @@ class Admission:
 
     def validate_delete(self, k: Kind, name: str) -> None:
         """NamespaceLifecycle: the system namespaces may not be deleted."""
-        if k.group == "" and k.plural == "namespaces" and name in IMMORTAL_NAMESPACES:
+        if k.group == "" and k.plural == "namespaces" and name in IMMORTAL_NAMESPACES and \
+                "NamespaceLifecycle" in self.plugins:
             raise status.forbidden("", "namespaces", name, "this namespace may not be deleted")
 
     # --- Service allocation ----------------------------------------------------------------

@@ -19,6 +19,7 @@ SUBRESOURCES = {
     "finalize": (None, ["update"]),
     "approval": (None, ["get", "patch", "update"]),
     "ephemeralcontainers": (None, ["get", "patch", "update"]),
+    "token": (("authentication.k8s.io", "v1", "TokenRequest"), ["create"]),
 }
 
 

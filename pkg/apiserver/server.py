@@ -23,6 +23,7 @@ from .bootstrap import bootstrap
 from .crds import CRDController
 from .kubeletproxy import DEFAULT_ADDRESS_TYPES, METRICS_GROUP, KubeletClientConfig, KubeletProxy
 from .rest import Req, ResourceHandler
+from .serviceaccounts import JWKS_PATH, OPENID_CONFIG_PATH, ServiceAccountTokenREST, ServiceAccountTokens, TokenError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class Config:
     kubelet_preferred_address_types: tuple[str, ...] = DEFAULT_ADDRESS_TYPES
     kubelet_port: int = 10250
     tokens: dict[str, dict] = field(default_factory=dict)
+    #: --service-account-*, --api-audiences: the keys loaded (no signing key: TokenRequest is not served)
+    service_accounts: ServiceAccountTokens = field(default_factory=ServiceAccountTokens)
+    #: the admission plugins that run (--enable-admission-plugins / --disable-admission-plugins)
+    admission_plugins: frozenset[str] | None = None
 
 
 def load_tokens(path: str) -> dict[str, dict]:
@@ -109,7 +114,9 @@ class APIServer:
         self.cacher = Cacher(self.store)
         self.service_ips = ServiceIPAllocator(self.store, cfg.service_cluster_ip_range)
         self.node_ports = NodePortAllocator(self.store, cfg.service_node_port_range)
-        self.admission = Admission(self.cacher, self.service_ips, self.node_ports, store=self.store)
+        self.admission = Admission(self.cacher, self.service_ips, self.node_ports, store=self.store,
+                                   plugins=cfg.admission_plugins)
+        self.sa_tokens = ServiceAccountTokenREST(cfg.service_accounts, self.store, self.cacher)
         self.handler = ResourceHandler(self.store, self.cacher, self.registry, self.admission)
         self.kubelet = KubeletProxy(self.cacher, self.store, KubeletClientConfig(
             client_certificate=cfg.kubelet_client_certificate, client_key=cfg.kubelet_client_key,
@@ -123,9 +130,11 @@ class APIServer:
         self._register_virtual()
 
     def _register_virtual(self) -> None:
-        """Kinds served without storage: authentication.k8s.io SelfSubjectReview, and
+        """Kinds served without storage: authentication.k8s.io SelfSubjectReview and TokenReview, and
         metrics.k8s.io NodeMetrics and PodMetrics (read from the kubelets, kubeletproxy.py)."""
         self.registry.add(Kind("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews",
+                               namespaced=False, verbs=("create",)))
+        self.registry.add(Kind("authentication.k8s.io", "v1", "TokenReview", "tokenreviews",
                                namespaced=False, verbs=("create",)))
         self.registry.add(Kind(METRICS_GROUP, "v1beta1", "NodeMetrics", "nodes", namespaced=False,
                                verbs=("get", "list")))
@@ -175,7 +184,14 @@ class APIServer:
         user = None
         auth = request.headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
-            user = self.cfg.tokens.get(auth[7:].strip())
+            token = auth[7:].strip()
+            user = self.cfg.tokens.get(token)
+            if user is None:
+                try:
+                    user = await self.sa_tokens.authenticate(token)
+                except TokenError as e:
+                    log.info("Unable to authenticate the request err=%r", str(e))
+                    raise status.unauthorized()
             if user is None:
                 raise status.unauthorized()
         if user is None:
@@ -194,7 +210,7 @@ class APIServer:
         if not parts:
             return codec.json_response({"paths": sorted({"/api", "/api/v1", "/apis", "/healthz", "/livez",
                                                          "/readyz", "/version", "/openapi/v2", "/openapi/v3",
-                                                         "/metrics"})})
+                                                         "/metrics", OPENID_CONFIG_PATH, JWKS_PATH})})
         head = parts[0]
         if head in ("healthz", "livez", "readyz"):
             return await self._health(request, head, parts[1:])
@@ -204,6 +220,10 @@ class APIServer:
             return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
         if head == "openapi":
             return self._openapi_route(parts)
+        if path in (OPENID_CONFIG_PATH, JWKS_PATH):
+            if request.method != "GET":
+                raise status.method_not_allowed()
+            return self.sa_tokens.discovery(path)
         codec.check_acceptable(request)
         if head == "api" and len(parts) == 1:
             return self._discovery(request, core=True)
@@ -251,8 +271,16 @@ class APIServer:
             if sub is not None:
                 raise status.route_not_found(request.path)
             return await self.kubelet.metrics(request, k.plural, namespace, name)
+        if k.group == "authentication.k8s.io" and k.plural == "tokenreviews":
+            if request.method != "POST" or name is not None:
+                raise status.method_not_allowed()
+            return await self.sa_tokens.token_review(request, self.cfg.tokens)
         if not self.ready:
             raise status.unavailable("the apiserver is starting: the watch cache is not ready")
+        if k.group == "" and k.plural == "serviceaccounts" and sub == "token":
+            if request.method != "POST":
+                raise status.method_not_allowed()
+            return await self.sa_tokens.create_token(request, namespace, name)
         return await self.handler.handle(request, Req(k, namespace, name, sub))
 
     async def _whoami(self, request: web.Request) -> web.Response:

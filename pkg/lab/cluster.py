@@ -118,6 +118,7 @@ class LabCluster:
             self.procs["controller-manager"] = spawn(
                 [str(BIN / "kubelab-controller-manager"), "--kubeconfig", str(self.kubeconfig),
                  "--allocate-node-cidrs", "--cluster-cidr", CLUSTER_CIDR, "--service-cluster-ip-range", SERVICE_CIDR,
+                 "--root-ca-file", str(pki.dir / "ca.crt"),   # kube-root-ca.crt, for the pods' token volume
                  "--leader-elect=false", "--secure-port", "0"], self.tmp / "controller-manager.log")
             self.loop = LoopThread()
             self.loop.run(self._api_up())

@@ -106,7 +106,8 @@ class Etcd:
 
 @dataclass
 class Pki:
-    """CA, the apiserver's serving cert, an admin client cert and the apiserver's kubelet client cert
+    """CA, the apiserver's serving cert, an admin client cert, the apiserver's kubelet client cert and
+    the service account key pair (sa.key signs tokens, sa.pub verifies them, as kubeadm names them)
     under one directory."""
     dir: Path
 
@@ -122,6 +123,10 @@ class Pki:
                                 server=True)
         certs.write(d / "apiserver.crt", cert, 0o644)
         certs.write(d / "apiserver.key", key)
+        if not (d / "sa.key").exists():
+            key, pub = certs.make_key_pair()
+            certs.write(d / "sa.key", key)
+            certs.write(d / "sa.pub", pub, 0o644)
         if not (d / "admin.crt").exists():
             cert, key = certs.issue(ca, ca_key, "kubernetes-admin", orgs=("system:masters",), client=True)
             certs.write(d / "admin.crt", cert, 0o644)
@@ -156,7 +161,8 @@ class APIServerProc:
              "--tls-cert-file", str(d / "apiserver.crt"), "--tls-private-key-file", str(d / "apiserver.key"),
              "--client-ca-file", str(d / "ca.crt"),
              "--kubelet-client-certificate", str(d / "apiserver-kubelet-client.crt"),
-             "--kubelet-client-key", str(d / "apiserver-kubelet-client.key")]
+             "--kubelet-client-key", str(d / "apiserver-kubelet-client.key"),
+             "--service-account-key-file", str(d / "sa.pub"), "--service-account-signing-key-file", str(d / "sa.key")]
         if self.token_file:
             a += ["--token-auth-file", str(self.token_file)]
         return a + list(self.extra)

@@ -139,6 +139,7 @@ class Lab:
         kc = str(self.kubeconfig)
         self._spawn(pids, "controller-manager", [str(BIN / "kubelab-controller-manager"), "--kubeconfig", kc,
                                                  "--service-cluster-ip-range", SERVICE_CIDR, "--leader-elect=false",
+                                                 "--root-ca-file", str(self.state / "pki" / "ca.crt"),
                                                  "--secure-port", "0"])
         self._spawn(pids, "scheduler", [str(BIN / "kubelab-scheduler"), "--kubeconfig", kc, "--leader-elect=false",
                                         "--secure-port", "0"])

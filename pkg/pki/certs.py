@@ -40,6 +40,13 @@ def make_ca(cn: str = "kubelab-ca", days: int = 3650) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
+def make_key_pair() -> tuple[bytes, bytes]:
+    """(private key PEM, public key PEM) of a new ECDSA P-256 key: the service account key pair."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return _pem_key(key), pub
+
+
 def issue(ca_cert_pem: bytes, ca_key_pem: bytes, cn: str, *, orgs: tuple[str, ...] = (),
           sans: tuple[str, ...] = (), server: bool = False, client: bool = False, days: int = 365
           ) -> tuple[bytes, bytes]:
