@@ -108,6 +108,7 @@ class Kubelet:
         self.node_obj: Obj | None = None
         self.static: dict[str, Obj] = {}                # uid -> static pod (from --pod-manifest-path)
         self.mirrors: dict[str, Obj] = {}               # "ns/name" -> mirror pod as the API has it
+        self._mirror_written: dict[str, str] = {}       # static uid -> mirror uid its status went to
         self.runtime_name = "kubelab"
         self.host_dns = host_resolv(cfg.resolv_conf)
         self._pleg_seen: dict[str, tuple] = {}
@@ -182,6 +183,7 @@ class Kubelet:
         if static.is_mirror(pod):       # shows a static pod; the kubelet runs the manifest, not this
             self.mirrors[f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"] = pod
             self._static_changed.set()
+            self._trigger_soon((pod["metadata"].get("annotations") or {}).get(static.MIRROR, ""))
             return
         uid = pod["metadata"]["uid"]
         self.known[uid] = pod
@@ -288,7 +290,7 @@ class Kubelet:
                 log.warning("removing sandbox %s of pod %s: %s", sb.id, uid, _rpc_message(e))
         self.backoff.forget_pod(uid)
         self.probes.remove_pod(uid)
-        for d in (self.start_times, self.waiting, self.liveness_failed):
+        for d in (self.start_times, self.waiting, self.liveness_failed, self._mirror_written):
             d.pop(uid, None)
         try:
             await self.volumes.teardown(uid)
@@ -631,8 +633,6 @@ class Kubelet:
         st = pod_status(pod, rt, waiting=self.waiting.get(uid, Waiting()), ready=ready, started=started,
                         runtime=self.runtime_name, host_ips=[self.cfg.node_ip], start_time=self.start_times[uid],
                         now=now_rfc3339(), final=final)
-        if st == (pod.get("status") or {}):
-            return
         m = pod["metadata"]
         target_uid = uid
         if uid in self.static:              # a static pod's status goes to its mirror pod
@@ -641,6 +641,11 @@ class Kubelet:
                 pod["status"] = st
                 return
             target_uid = mirror["metadata"]["uid"]
+            if st == (pod.get("status") or {}) and self._mirror_written.get(uid) == target_uid:
+                return
+            self._mirror_written[uid] = target_uid      # a re-created mirror gets the status again
+        elif st == (pod.get("status") or {}):
+            return
         try:
             new = await self.client.patch("v1", "pods", m["namespace"], m["name"],
                                           {"metadata": {"uid": target_uid}, "status": st}, "merge",

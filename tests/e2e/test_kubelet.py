@@ -267,12 +267,15 @@ spec:
     st = wait(lambda: (kjson(k, "get", "pod", "broken")["status"].get("containerStatuses") or [{}])[0]
               .get("state", {}).get("waiting"), 60, "the broken pod waiting")
     assert st["reason"] == "CreateContainerConfigError" and st["message"] == 'configmap "nope" not found'
+    uids = [kjson(k, "get", "pod", n)["metadata"]["uid"] for n in ("vols", "broken")]
     k("delete", "pod", "vols", "broken", "--grace-period=1")
     # the kubelet tears the volumes down right after the final delete
-    wait(lambda: not [p for n in ("node1", "node2") for p in (lab.tmp / n / "kubelet" / "pods").glob("*/volumes/*/*")],
+    wait(lambda: not [p for n in ("node1", "node2") for u in uids
+                      for p in (lab.tmp / n / "kubelet" / "pods" / u).glob("volumes/*/*")],
          20, "the pods' volumes torn down")
     with open("/proc/self/mountinfo") as f:
-        assert "/kubelet/pods/" not in f.read()
+        mounts = f.read()
+    assert not [u for u in uids if u in mounts]
 
 
 def test_static_pod_shows_as_a_mirror_pod(lab, k):
@@ -302,7 +305,10 @@ spec:
         q = json.loads(k("get", "pod", name, "-o", "json", check=False) or "{}")
         uid = (q.get("metadata") or {}).get("uid")
         return q if uid and uid != first_uid and (q.get("status") or {}).get("containerStatuses") else None
-    back = wait(recreated, 60, "the mirror pod re-created")
+    try:
+        back = wait(recreated, 60, "the mirror pod re-created")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{(lab.tmp / 'node1' / 'kubelet.log').read_text()[-3000:]}") from None
     assert back["status"]["containerStatuses"][0]["containerID"] == cid
     # removing the manifest stops it and removes the mirror
     (manifests / "static-web.yaml").unlink()
