@@ -151,7 +151,7 @@ def run_once(quiet_wait: float | None) -> dict:
             "description": ("Pods created through the apiserver at a fixed rate on a one-node lab (scheduler, kubelet, "
                             "runtime with the image present); latency from the create call to the watch event showing "
                             "phase Running. The same kubelet runs on kubelab-cri and on containerd 1.6 in the same run."),
-            "figures": figures, "benchmark": NAME, "quiet_wait": quiet, "wall_total_s": round(time.perf_counter() - t0, 1),
+            "figures": figures, "benchmark": NAME, "other_cores": 0.0, "quiet_wait": quiet, "wall_total_s": round(time.perf_counter() - t0, 1),
             "latency": {f"{r} @{n}": v[n] for r, v in (("kubelab-cri", ours), ("containerd", peer)) for n in COUNTS},
             "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": harness.machine_info()}
 
