@@ -57,7 +57,10 @@ class ControlPlane:
             self.etcd.start(self.tmp / "etcd.log")
             pki = Pki(self.tmp / "pki")
             pki.ensure(("127.0.0.1",))
-            self.api = APIServerProc(self.etcd.url, free_port(), pki)
+            # no controller-manager makes the namespaces' default ServiceAccounts here (as upstream's
+            # integration servers, the benchmarks run without the ServiceAccount admission plugin)
+            self.api = APIServerProc(self.etcd.url, free_port(), pki,
+                                     extra=("--disable-admission-plugins=ServiceAccount",))
             self.api.start(self.tmp / "apiserver.log")
             self.kubeconfig = self.tmp / "admin.kubeconfig"
             pki.kubeconfig(f"https://127.0.0.1:{self.api.port}", self.kubeconfig)

@@ -4,7 +4,7 @@ nodes; pods get their IPs, conditions and container statuses; scaling 3 -> 10 ->
 a deleted pod goes through graceful termination and is replaced; a container that keeps failing
 goes into CrashLoopBackOff with RESTARTS counting up; and a SIGKILLed kubelet with 20 running pods, restarted,
 adopts its running containers without restarting any; volumes, env and configMap updates; static
-pods with mirror pods.
+pods with mirror pods. The whole suite runs twice: on kubelab-cri and on containerd 1.6.
 
     host: etcd, apiserver on 192.168.56.1, controller-manager, scheduler, kubectl
     node1 / node2 (network namespaces): kubelab-cri, kubelab-kubelet, kubelab-proxy (+ kubelab-dns on node1)
@@ -22,26 +22,20 @@ from pathlib import Path
 import pytest
 
 from kubelab.lab.cluster import LabCluster
+from polling import wait
 
 pytestmark = pytest.mark.e2e
 
 KUBECTL = str(Path(sys.executable).parent / "kubectl")
 
 
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
-
-
-@pytest.fixture(scope="module")
-def lab(test_images):
-    cluster = LabCluster({"nginx": test_images["nginx"], "busybox": test_images["busybox"]}, kubelets=True)
+@pytest.fixture(scope="module", params=["kubelab-cri", "containerd"])
+def lab(request, test_images):
+    """The same suite on each runtime under the same kubelet."""
+    images = {"nginx": test_images["nginx"], "busybox": test_images["busybox"]}
+    if request.param == "containerd":
+        images["pause"] = test_images["pause"]        # containerd's sandbox image
+    cluster = LabCluster(images, kubelets=True, runtime=request.param)
     cluster.up()
     try:
         yield cluster
@@ -114,7 +108,7 @@ spec:
                          "ContainersReady": "True", "PodScheduled": "True"}
         cs = st["containerStatuses"][0]
         assert cs["ready"] and cs["started"] and cs["restartCount"] == 0 and "running" in cs["state"]
-        assert cs["containerID"].startswith("kubelab-cri://") and st["qosClass"] == "BestEffort"
+        assert cs["containerID"].startswith(f"{lab.runtime}://") and st["qosClass"] == "BestEffort"
         assert st["hostIP"] in {n.ip for n in lab.nodes}
         # the pod answers on its own IP, from the other node
         assert "nginx" in fetch(lab, 1, f"http://{st['podIP']}/").lower()
@@ -128,7 +122,7 @@ spec:
     for n in nodes:
         st = n["status"]
         assert {c["type"]: c["status"] for c in st["conditions"]}["Ready"] == "True"
-        assert st["nodeInfo"]["containerRuntimeVersion"].startswith("kubelab-cri://")
+        assert st["nodeInfo"]["containerRuntimeVersion"].startswith(f"{lab.runtime}://")
         assert {a["type"] for a in st["addresses"]} == {"InternalIP", "Hostname"}
         assert int(st["capacity"]["pods"]) == 110
     events = k("get", "events", "--field-selector", "involvedObject.kind=Pod")

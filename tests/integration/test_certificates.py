@@ -19,19 +19,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubelab.client.kubeconfig import ClientConfig
 from kubelab.client.rest import Client
 from kubelab.pki import certs
+from polling import wait
 
 pytestmark = pytest.mark.integration
-
-
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 def csr_pem(cn: str, orgs: tuple[str, ...]) -> str:

@@ -13,12 +13,12 @@ making pods Running and Ready, driven through the real kubectl where a user woul
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
 
 from kubelab.client.rest import ApiError, Client
+from polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -30,17 +30,6 @@ def deployment(name: str, replicas: int, image: str, cl, **spec) -> dict:
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                      "template": {"metadata": {"labels": {"app": name}},
                                   "spec": cl.pod_spec(containers=[{"name": "c", "image": image}])}, **spec}}
-
-
-async def until(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await cond()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 def client(cp) -> Client:

@@ -5,12 +5,12 @@ drop below the budget (evictions are retried until the replacements are Ready el
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import pytest
 
 from kubelab.client.rest import ApiError, Client
+from polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -20,17 +20,6 @@ CONTROLLERS = "replicaset,deployment,disruption"
 def _ready(pod: dict) -> bool:
     return not pod["metadata"].get("deletionTimestamp") and any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions") or [])
-
-
-async def until(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await cond()
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 def test_budget_eviction_and_drain(control_plane, kubectl, hollow_cluster):

@@ -5,28 +5,17 @@ Endpoints of a deleted Service removed."""
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from kubelab.lab.controlplane import spawn, stop
+from polling import wait
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-
-
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 def test_endpoints_follow_pods(control_plane, kubectl, namespace, tmp_path):

@@ -4,39 +4,19 @@ hollow nodes giving the pods IPs and readiness: slices follow pods (ready, named
 go, and kube-proxy's informer labels are there."""
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from kubelab.client.rest import Client
+from polling import api, wait
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-
-
-def api(cp, fn):
-    async def go():
-        async with Client.from_kubeconfig(str(cp.kubeconfig), component="eps-test") as c:
-            return await fn(c)
-    return asyncio.run(go())
-
-
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 def test_slices_follow_pods(control_plane, tmp_path):

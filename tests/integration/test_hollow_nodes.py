@@ -3,7 +3,6 @@ the scheduler binds to them become Running and Ready, spread over the nodes; gra
 completed; annotated pods finish as Succeeded or Failed; the nodes go when the process stops."""
 from __future__ import annotations
 
-import asyncio
 import collections
 import signal
 import subprocess
@@ -14,19 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from kubelab.client.rest import Client, is_not_found
+from kubelab.client.rest import is_not_found
 from kubelab.lab.controlplane import free_port, spawn
+from polling import api
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-
-
-def api(cp, fn):
-    async def go():
-        async with Client.from_kubeconfig(str(cp.kubeconfig), component="hollow-test") as c:
-            return await fn(c)
-    return asyncio.run(go())
 
 
 def wait(cond, timeout, what):

@@ -5,22 +5,11 @@ its pods (metrics.k8s.io comes from kubelets; hollow nodes have none) ScalingAct
 with upstream's FailedGetResourceMetric reason and the replica count is left alone."""
 from __future__ import annotations
 
-import time
 
 import pytest
+from polling import wait
 
 pytestmark = pytest.mark.integration
-
-
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 def test_hpa_bounds_and_missing_metrics(kubectl, namespace, hollow_cluster):

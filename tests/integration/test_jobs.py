@@ -6,7 +6,6 @@ Indexed Job, suspend, activeDeadlineSeconds, ttlSecondsAfterFinished, a CronJob 
 and `kubectl create job --from=cronjob/`."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import signal
 import subprocess
@@ -17,30 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from kubelab.client.rest import ApiError, Client
+from kubelab.client.rest import ApiError
 from kubelab.lab.controlplane import free_port, spawn
+from polling import api, wait
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-
-
-def api(cp, fn):
-    async def go():
-        async with Client.from_kubeconfig(str(cp.kubeconfig), component="job-test") as c:
-            return await fn(c)
-    return asyncio.run(go())
-
-
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 class Lab:

@@ -12,7 +12,6 @@ conditions and spec.unschedulable their NoSchedule taints, and they go when the 
 a removed node gets the RemovingNode event."""
 from __future__ import annotations
 
-import asyncio
 import signal
 import ssl
 import subprocess
@@ -25,21 +24,15 @@ from pathlib import Path
 import pytest
 
 from kubelab.api.tables import parse_time
-from kubelab.client.rest import ApiError, Client
+from kubelab.client.rest import ApiError
 from kubelab.lab.controlplane import free_port, spawn
+from polling import api
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
-
-
-def api(cp, fn):
-    async def go():
-        async with Client.from_kubeconfig(str(cp.kubeconfig), component="nodelifecycle-test") as c:
-            return await fn(c)
-    return asyncio.run(go())
 
 
 def wait(cond, timeout, what, interval=0.2):

@@ -4,7 +4,6 @@ double creation), replaced when deleted, scaled down in upstream's order (unsche
 orphans adopted, status counts, and the events."""
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -14,30 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from kubelab.client.rest import Client
 from kubelab.lab.controlplane import free_port, spawn
+from polling import api, wait
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-
-
-def api(cp, fn):
-    async def go():
-        async with Client.from_kubeconfig(str(cp.kubeconfig), component="rs-test") as c:
-            return await fn(c)
-    return asyncio.run(go())
-
-
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 def test_replicaset_keeps_its_replicas(control_plane, tmp_path):

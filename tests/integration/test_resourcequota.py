@@ -4,24 +4,13 @@ the real kubectl), concurrent creations never overshoot, and a deletion frees it
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 from kubelab.client.rest import ApiError, Client
+from polling import wait
 
 pytestmark = pytest.mark.integration
-
-
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 POD = """apiVersion: v1

@@ -4,7 +4,6 @@ node bringing it in, host port conflicts, a second profile from a KubeSchedulerC
 two schedulers under leader election (SIGKILL the leader: the other takes over)."""
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -15,19 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubelab.client.rest import Client, is_not_found
+from kubelab.client.rest import is_not_found
 from kubelab.lab.controlplane import free_port, spawn
+from polling import api
 
 pytestmark = pytest.mark.integration
 
 SCHED = str(Path(sys.executable).parent / "kubelab-scheduler")
-
-
-def api(cp, fn):
-    async def go():
-        async with Client.from_kubeconfig(str(cp.kubeconfig), component="sched-test") as c:
-            return await fn(c)
-    return asyncio.run(go())
 
 
 class Env:

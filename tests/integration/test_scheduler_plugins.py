@@ -12,7 +12,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -21,30 +20,13 @@ import pytest
 
 from kubelab.client.rest import Client
 from kubelab.lab.controlplane import free_port, spawn
+from polling import api, wait
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
 ZONE = "topology.kubernetes.io/zone"
 HOST = "kubernetes.io/hostname"
-
-
-def api(cp, fn):
-    async def go():
-        async with Client.from_kubeconfig(str(cp.kubeconfig), component="schedplug-test") as c:
-            return await fn(c)
-    return asyncio.run(go())
-
-
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 class Lab:

@@ -3,7 +3,6 @@ every namespace gets the "default" ServiceAccount and the kube-root-ca.crt Confi
 when deleted or changed."""
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -13,19 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from kubelab.client.rest import Client, is_not_found
+from kubelab.client.rest import is_not_found
 from kubelab.lab.controlplane import spawn
+from polling import api
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-
-
-def api(cp, fn):
-    async def go():
-        async with Client.from_kubeconfig(str(cp.kubeconfig), component="sa-test") as c:
-            return await fn(c)
-    return asyncio.run(go())
 
 
 def get(cp, resource, ns, name):

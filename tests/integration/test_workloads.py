@@ -19,28 +19,11 @@ import pytest
 
 from kubelab.client.rest import ApiError, Client, is_not_found
 from kubelab.lab.controlplane import free_port, spawn
+from polling import api, wait
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-
-
-def api(cp, fn):
-    async def go():
-        async with Client.from_kubeconfig(str(cp.kubeconfig), component="workloads-test") as c:
-            return await fn(c)
-    return asyncio.run(go())
-
-
-def wait(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 class Cluster:
