@@ -96,6 +96,7 @@ class NodeInfo:
 
     def __init__(self, node: Obj | None = None) -> None:
         self.node: Obj | None = None
+        self._name = ""                                # the node's name, read per node per plugin
         self.pods: dict[str, Obj] = {}
         self._acct: dict[str, tuple[dict[str, int], dict[str, int], list]] = {}   # uid -> what it added
         self.requested: dict[str, int] = {}            # sum of pod requests
@@ -111,10 +112,11 @@ class NodeInfo:
 
     @property
     def name(self) -> str:
-        return self.node["metadata"]["name"] if self.node else ""
+        return self._name
 
     def set_node(self, node: Obj) -> None:
         self.node = node
+        self._name = node["metadata"]["name"]
         self.allocatable = R.node_allocatable(node)
         self.images = {}
         for img in (node.get("status") or {}).get("images") or []:
@@ -172,7 +174,7 @@ class NodeInfo:
 
     def clone(self) -> "NodeInfo":
         n = NodeInfo()
-        n.node, n.allocatable, n.images = self.node, self.allocatable, self.images
+        n.node, n.allocatable, n.images, n._name = self.node, self.allocatable, self.images, self._name
         n.pods, n._acct = dict(self.pods), dict(self._acct)
         n.requested, n.non_zero_requested = dict(self.requested), dict(self.non_zero_requested)
         n.used_ports = {k: set(v) for k, v in self.used_ports.items()}
@@ -312,17 +314,19 @@ class Framework:
 
     def run_score(self, state: CycleState, pod: Obj, nodes: list[NodeInfo]) -> dict[str, int]:
         """Each node's weighted total over the score plugins (each normalized to 0..100)."""
-        totals = {n.name: 0 for n in nodes}
+        names = [n._name for n in nodes]
+        totals = dict.fromkeys(names, 0)
         skip = state.get("_skip_score", ())
         for p, weight in self.plugins.score:
             if p.name in skip:
                 continue
-            scores = {n.name: p.score(state, pod, n) for n in nodes}
+            score = p.score
+            scores = dict(zip(names, [score(state, pod, n) for n in nodes]))
             normalize = getattr(p, "normalize_score", None)
             if normalize is not None:
                 normalize(state, pod, scores)
             for name, s in scores.items():
-                totals[name] += max(0, min(MAX_NODE_SCORE, s)) * weight
+                totals[name] += (MAX_NODE_SCORE if s > MAX_NODE_SCORE else s if s > 0 else 0) * weight
         return totals
 
     def run_reserve(self, state: CycleState, pod: Obj, node_name: str) -> Status:

@@ -23,11 +23,15 @@ def insufficient(pod_req: dict[str, int], node: NodeInfo) -> list[str]:
         want = pod_req.get(name, 0)
         if want and want > alloc.get(name, 0) - node.requested.get(name, 0):
             out.append(f"Insufficient {name}")
-    for name in sorted(k for k in pod_req if k not in (R.CPU, R.MEMORY, R.EPHEMERAL, R.PODS)):
+    extended = [k for k in pod_req if k not in _BASIC]     # usually none: no sort per node
+    for name in sorted(extended) if extended else ():
         want = pod_req[name]
         if want and want > alloc.get(name, 0) - node.requested.get(name, 0):
             out.append(f"Insufficient {name}")
     return out
+
+
+_BASIC = frozenset((R.CPU, R.MEMORY, R.EPHEMERAL, R.PODS))
 
 
 def _cycle_requests(state: CycleState, pod: dict, non_zero: bool) -> dict[str, int]:
