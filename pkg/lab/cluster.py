@@ -399,8 +399,17 @@ class LabCluster:
             if held:
                 problems.append(f"IP reservations left on {n.name}: {held}")
         for log in sorted(self.tmp.glob("**/*.log")):
-            if log.name.endswith(("proxy.log", "dns.log", "controller-manager.log")) and "Traceback" in log.read_text():
+            if log.name.endswith(("proxy.log", "dns.log", "controller-manager.log", "kubelet.log")) and \
+                    "Traceback" in log.read_text():
                 problems.append(f"{log.relative_to(self.tmp)} has a traceback: {log.read_text()[-2000:]}")
+        # the kubelets stopped before their pods went: their volumes' tmpfs mounts stay (as upstream's
+        # kubelet leaves them to its next start); the lab removes them with the rest
+        from kubelab.lab.runtimes import mountpoints_under
+        for mp in mountpoints_under(self.tmp):
+            subprocess.run(["umount", mp], capture_output=True)
+        left_mounts = mountpoints_under(self.tmp)
+        if left_mounts:
+            problems.append(f"mounts left under {self.tmp}: {left_mounts[:5]}")
         shutil.rmtree(self.tmp, ignore_errors=True)
         left = self.net.leftovers()
         if left:
