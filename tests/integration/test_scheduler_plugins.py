@@ -258,6 +258,8 @@ def test_preemption_respects_pdbs_nominates_then_binds(lab, ns):
                          "containers": [{"name": "c", "image": "pause",
                                          "resources": {"requests": {"cpu": "500m"}}}]}}, ns)
             async for etype, obj in w:
+                if etype not in ("ADDED", "MODIFIED", "DELETED"):
+                    continue            # BOOKMARKs carry only a resourceVersion
                 seen.append((etype, obj))
                 if obj["metadata"]["name"] == "vip" and obj["spec"].get("nodeName"):
                     return
