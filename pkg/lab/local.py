@@ -263,12 +263,15 @@ class Lab:
         code = ("import urllib.request,sys\ntry:\n sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5)"
                 ".read().decode())\nexcept Exception as e:\n sys.stdout.write(f'FAILED: {e}')")
         for _ in range(20):
-            p = subprocess.run((prefix or []) + [sys.executable, "-c", code, url], capture_output=True, text=True,
-                               timeout=30)
+            try:
+                p = subprocess.run((prefix or []) + [sys.executable, "-c", code, url], capture_output=True,
+                                   text=True, timeout=15)
+            except subprocess.TimeoutExpired:
+                continue
             if not p.stdout.startswith("FAILED"):
                 return self._first_line(p.stdout)
             time.sleep(0.5)
-        return p.stdout.strip()
+        return "FAILED: no answer within 20 tries"
 
     def _fetch_in(self, node: Any, url: str) -> str:
         return self._fetch(url, node.nsenter())
@@ -282,7 +285,7 @@ class Lab:
             from kubelab.cri.api import api_pb2_grpc as pbg
             rt = pbg.RuntimeServiceStub(ch)
             for _ in range(20):
-                r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=cmd, timeout=10), timeout=20)
+                r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=cmd, timeout=5), timeout=15)
                 if r.exit_code == 0:
                     return self._first_line(r.stdout.decode(errors="replace"))
                 time.sleep(0.5)

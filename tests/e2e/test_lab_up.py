@@ -20,17 +20,28 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.timeout(900)
 def test_kubelab_up_shows_nginx_and_down_leaves_nothing(test_images, tmp_path):
     # test_images: the images are built (and cached) before the lab is timed
     state = tmp_path / "lab"
     api_port, etcd_port = free_port(), free_port()
     while etcd_port + 1 == api_port:
         etcd_port = free_port()
-    up = subprocess.run([str(BIN / "kubelab"), "--state-dir", str(state), "up", "--apiserver-port", str(api_port),
-                         "--etcd-port", str(etcd_port)], capture_output=True, text=True, timeout=600)
+    # its own session, so that if it hangs the whole process group is killed before `down` runs
+    out_file = tmp_path / "up.out"
+    with open(out_file, "w") as f:
+        proc = subprocess.Popen([str(BIN / "kubelab"), "--state-dir", str(state), "up", "--apiserver-port",
+                                 str(api_port), "--etcd-port", str(etcd_port)], stdout=f, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)
     try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        assert "Traceback" not in up.stderr
+        proc.wait(600)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+    up = subprocess.CompletedProcess(proc.args, proc.returncode, out_file.read_text(), "")
+    try:
+        assert up.returncode == 0, up.stdout
+        assert "Traceback" not in up.stdout
         out = up.stdout
         assert "node/node1   Ready" in out and "node/node2   Ready" in out
         assert out.count("Running") >= 4            # three nginx replicas and the client pod
