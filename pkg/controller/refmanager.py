@@ -73,3 +73,30 @@ async def claim(client: Client, owner: Obj, owner_ref: Obj, candidates: list[Obj
             if await patch_owner_refs(client, api_version, resource, obj, refs):
                 ours.append(obj)
     return ours
+
+
+def owner_key(obj: Obj, kind: str, owners: Any) -> str | None:
+    """"ns/name" of obj's controller of `kind` if the informer `owners` holds it with the same uid."""
+    ref = controller_ref(obj)
+    if ref is None or ref.get("kind") != kind:
+        return None
+    key = f"{obj['metadata'].get('namespace', '')}/{ref['name']}"
+    owner = owners.get(key)
+    if owner is None or owner["metadata"].get("uid") != ref.get("uid"):
+        return None
+    return key
+
+
+def selecting_owners(obj: Obj, owners: Any) -> list[str]:
+    """Keys of the owners in the informer `owners` (same namespace) whose spec.selector matches obj."""
+    from kubelab.api.selectors import SelectorError, label_selector_from_api
+    from kubelab.client.informer import NAMESPACE_INDEX
+    labels = obj["metadata"].get("labels") or {}
+    out = []
+    for o in owners.by_index(NAMESPACE_INDEX, obj["metadata"].get("namespace", "")):
+        try:
+            if label_selector_from_api((o.get("spec") or {}).get("selector")).matches(labels):
+                out.append(f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}")
+        except SelectorError:
+            continue
+    return out

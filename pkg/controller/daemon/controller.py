@@ -29,7 +29,7 @@ from kubelab.client.informer import NAMESPACE_INDEX, SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_already_exists, is_not_found
 from kubelab.client.workqueue import WorkQueue, run_workers
 from kubelab.controller import history as hist
-from kubelab.controller.refmanager import claim, controller_ref as controller_of, selects
+from kubelab.controller.refmanager import claim, controller_ref as controller_of, owner_key, selecting_owners, selects
 from kubelab.controller.replicaset.controller import Expectations
 from kubelab.controller.replicaset.pods import slow_start_batches
 
@@ -103,25 +103,10 @@ class DaemonSetController:
         self.queue.add(_key(ds))
 
     def _owner_key(self, obj: Obj) -> str | None:
-        ref = controller_of(obj)
-        if ref is None or ref.get("kind") != KIND:
-            return None
-        key = f"{obj['metadata'].get('namespace', '')}/{ref['name']}"
-        ds = self.ds.get(key)
-        if ds is None or ds["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return key
+        return owner_key(obj, KIND, self.ds)
 
     def _matching(self, obj: Obj) -> list[str]:
-        labels = obj["metadata"].get("labels") or {}
-        out = []
-        for ds in self.ds.by_index(NAMESPACE_INDEX, obj["metadata"].get("namespace", "")):
-            try:
-                if label_selector_from_api((ds.get("spec") or {}).get("selector")).matches(labels):
-                    out.append(_key(ds))
-            except SelectorError:
-                continue
-        return out
+        return selecting_owners(obj, self.ds)
 
     def _on_pod_add(self, pod: Obj) -> None:
         if pod["metadata"].get("deletionTimestamp"):

@@ -30,7 +30,7 @@ from kubelab.client.informer import NAMESPACE_INDEX, DeletedFinalStateUnknown, S
 from kubelab.client.rest import ApiError, Client, is_already_exists, is_conflict, is_not_found
 from kubelab.client.workqueue import WorkQueue, run_workers
 
-from ..refmanager import claim, controller_ref, make_owner_ref, selects
+from ..refmanager import claim, controller_ref, make_owner_ref, owner_key, selecting_owners, selects
 from . import util as u
 
 log = logging.getLogger(__name__)
@@ -61,25 +61,10 @@ class DeploymentController:
         self.queue.add(_key(d))
 
     def _owner_key(self, obj: Obj, kind: str, informer: Any) -> str | None:
-        ref = controller_ref(obj)
-        if ref is None or ref.get("kind") != kind:
-            return None
-        key = f"{obj['metadata'].get('namespace', '')}/{ref['name']}"
-        owner = informer.get(key)
-        if owner is None or owner["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return key
+        return owner_key(obj, kind, informer)
 
     def _deployments_selecting(self, rs: Obj) -> list[str]:
-        labels = rs["metadata"].get("labels") or {}
-        out = []
-        for d in self.deployments.by_index(NAMESPACE_INDEX, rs["metadata"].get("namespace", "")):
-            try:
-                if label_selector_from_api((d.get("spec") or {}).get("selector")).matches(labels):
-                    out.append(_key(d))
-            except SelectorError:
-                continue
-        return out
+        return selecting_owners(rs, self.deployments)
 
     def _on_rs(self, *objs: Obj) -> None:
         for rs in objs:

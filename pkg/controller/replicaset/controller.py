@@ -23,7 +23,7 @@ from kubelab.client.informer import NAMESPACE_INDEX, DeletedFinalStateUnknown, S
 from kubelab.client.rest import ApiError, Client, is_not_found
 from kubelab.client.workqueue import WorkQueue, run_workers
 
-from ..refmanager import claim, selects
+from ..refmanager import claim, owner_key, selecting_owners, selects
 from .pods import (controller_ref, deletion_order, is_active, is_available, owner_ref, pod_from_template,
                    slow_start_batches)
 
@@ -91,25 +91,10 @@ class ReplicaSetController:
         self.queue.add(_key(rs))
 
     def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
-            return None
-        key = f"{pod['metadata'].get('namespace', '')}/{ref['name']}"
-        rs = self.rs.get(key)
-        if rs is None or rs["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return key
+        return owner_key(pod, "ReplicaSet", self.rs)
 
     def _matching_rs(self, pod: Obj) -> list[str]:
-        labels = pod["metadata"].get("labels") or {}
-        out = []
-        for rs in self.rs.by_index(NAMESPACE_INDEX, pod["metadata"].get("namespace", "")):
-            try:
-                if label_selector_from_api((rs.get("spec") or {}).get("selector")).matches(labels):
-                    out.append(_key(rs))
-            except SelectorError:
-                continue
-        return out
+        return selecting_owners(pod, self.rs)
 
     def _on_pod_add(self, pod: Obj) -> None:
         if pod["metadata"].get("deletionTimestamp"):
