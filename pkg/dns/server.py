@@ -193,9 +193,34 @@ class DNSServer:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind UDP and TCP; raises ListenError when that fails."""
+        """Bind UDP and TCP on one port; raises ListenError when that fails.
+
+        With port 0 the kernel picks a free UDP port, which may be taken on TCP: then another is
+        tried, a few times, before giving up."""
         self._loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._pktinfo = self.host in ("0.0.0.0", "::", "")
+        pick = self.port == 0
+        for attempt in range(20 if pick else 1):
+            sock = self._bind_udp(family, 0 if pick else self.port)
+            port = sock.getsockname()[1]
+            try:
+                self._tcp = await asyncio.start_server(self._tcp_client, self.host, port, reuse_address=True,
+                                                       family=family)
+            except OSError as e:
+                sock.close()
+                if pick and e.errno == errno.EADDRINUSE:
+                    continue
+                raise ListenError(f"cannot listen on {self.host}:{port}/tcp: {describe_os_error(e)}") from None
+            break
+        else:
+            raise ListenError(f"cannot listen on {self.host}: no port free on both udp and tcp")
+        self.port = port
+        self._udp = sock
+        self._loop.add_reader(sock.fileno(), self._udp_readable_pktinfo if self._pktinfo else self._udp_readable)
+        log.info("serving DNS on %s:%d (udp, tcp) for %s", self.host, self.port, self.zone.domain)
+
+    def _bind_udp(self, family: int, port: int) -> socket.socket:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)     # no SO_REUSEADDR: on UDP it would let a second server share the port
@@ -204,27 +229,16 @@ class DNSServer:
                     sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
                 except OSError:
                     pass
-            self._pktinfo = self.host in ("0.0.0.0", "::", "")
             if self._pktinfo:      # replies must leave from the address each query was sent to
                 if family == socket.AF_INET:
                     sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
                 else:
                     sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
-            sock.bind((self.host, self.port))
+            sock.bind((self.host, port))
         except OSError as e:
             sock.close()
-            raise ListenError(f"cannot listen on {self.host}:{self.port}/udp: {describe_os_error(e)}") from None
-        if self.port == 0:
-            self.port = sock.getsockname()[1]
-        try:
-            self._tcp = await asyncio.start_server(self._tcp_client, self.host, self.port, reuse_address=True,
-                                                   family=family)
-        except OSError as e:
-            sock.close()
-            raise ListenError(f"cannot listen on {self.host}:{self.port}/tcp: {describe_os_error(e)}") from None
-        self._udp = sock
-        self._loop.add_reader(sock.fileno(), self._udp_readable_pktinfo if self._pktinfo else self._udp_readable)
-        log.info("serving DNS on %s:%d (udp, tcp) for %s", self.host, self.port, self.zone.domain)
+            raise ListenError(f"cannot listen on {self.host}:{port}/udp: {describe_os_error(e)}") from None
+        return sock
 
     async def stop(self) -> None:
         if self._udp is not None and self._loop is not None:
