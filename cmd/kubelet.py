@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pods", type=int, default=110, help="pods this node runs at most")
     p.add_argument("--port", type=int, default=10250, help="the kubelet server's port")
     p.add_argument("--address", default="0.0.0.0", help="the kubelet server's address")
+    p.add_argument("--healthz-port", type=int, default=10248, help="the port of the plain-HTTP /healthz (0 disables)")
+    p.add_argument("--healthz-bind-address", default="127.0.0.1", help="the address /healthz is served on")
     p.add_argument("--tls-cert-file", default="", help="the server's certificate (default: a self-signed one "
                                                       "in <root-dir>/pki)")
     p.add_argument("--tls-private-key-file", default="", help="its key")
@@ -74,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from kubelab.kubelet.kubelet import Kubelet
     if a.max_pods < 1:
         p.error("--max-pods must be at least 1")
+    if not 0 <= a.healthz_port <= 65535:
+        p.error(f"--healthz-port: {a.healthz_port} is not a valid port number")
     dns = [x.strip() for x in a.cluster_dns.split(",") if x.strip()]
     if a.pod_cidr:
         try:
@@ -100,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                         cluster_dns=dns, cluster_domain=a.cluster_domain, resolv_conf=Path(a.resolv_conf),
                         cgroup_root=a.cgroup_root, pod_cidr=a.pod_cidr, node_labels=a.node_labels, register_with_taints=a.register_with_taints,
                         kube_reserved=a.kube_reserved, system_reserved=a.system_reserved, max_pods=a.max_pods,
-                        port=a.port, address=a.address,
+                        port=a.port, address=a.address, healthz_port=a.healthz_port,
+                        healthz_bind_address=a.healthz_bind_address,
                         tls_cert_file=Path(a.tls_cert_file) if a.tls_cert_file else None,
                         tls_private_key_file=Path(a.tls_private_key_file) if a.tls_private_key_file else None,
                         client_ca_file=Path(a.client_ca_file) if a.client_ca_file else None, node_status_update_frequency=a.node_status_update_frequency,

@@ -14,9 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 
 def health_app(ready: Callable[[], bool], app: web.Application | None = None,
-               not_ready_message: str = "informers not synced") -> web.Application:
-    async def healthz(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
+               not_ready_message: str = "informers not synced",
+               checks: dict[str, Callable[[], str | None]] | None = None) -> web.Application:
+    """`checks` are named liveness checks for /healthz and /livez (a message when failing)."""
+    healthz = healthz_handler(checks or {})
 
     async def readyz(_: web.Request) -> web.Response:
         if ready():
@@ -28,6 +29,21 @@ def health_app(ready: Callable[[], bool], app: web.Application | None = None,
     app.router.add_get("/livez", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+def healthz_handler(checks: dict[str, Callable[[], str | None]]):
+    """A /healthz handler as upstream's healthz package words it: "ok"; or, when a check fails (or
+    with ?verbose), one "[+]name ok" / "[-]name failed: reason withheld" line per check, then
+    "healthz check failed" with status 500 (or "healthz check passed")."""
+    async def healthz(request: web.Request) -> web.Response:
+        results = [("ping", None)] + [(name, check()) for name, check in checks.items()]
+        failed = any(msg is not None for _, msg in results)
+        if not failed and "verbose" not in request.query:
+            return web.Response(text="ok")
+        lines = [f"[+]{name} ok" if msg is None else f"[-]{name} failed: reason withheld" for name, msg in results]
+        lines.append("healthz check failed" if failed else "healthz check passed")
+        return web.Response(status=500 if failed else 200, text="\n".join(lines) + "\n")
+    return healthz
 
 
 def metrics_app(registry: CollectorRegistry, app: web.Application | None = None) -> web.Application:

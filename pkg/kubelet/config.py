@@ -26,6 +26,8 @@ class KubeletConfig:
     max_pods: int = 110
     port: int = 10250
     address: str = "0.0.0.0"
+    healthz_port: int = 10248                       # 0: not served
+    healthz_bind_address: str = "127.0.0.1"
     tls_cert_file: Path | None = None
     tls_private_key_file: Path | None = None
     client_ca_file: Path | None = None

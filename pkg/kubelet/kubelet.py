@@ -12,6 +12,7 @@ the generic PLEG and the status manager, in one place for now).
 * A pod being deleted has its containers stopped within its grace period, its sandbox stopped, and
   is then deleted from the API for good (grace 0, uid precondition); its sandboxes are removed.
 * Sandboxes of pods the API no longer has are stopped and removed.
+* Containers get the kubelet-managed /etc/hosts (hostsfile.py) with the pod's hostAliases.
 * Restart safety: everything is read back from the runtime, so a restarted kubelet adopts running
   containers without restarting them.
 Events carry upstream's reasons and messages (Scheduled is the scheduler's; Pulling, Pulled,
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from aiohttp import web
 
 from kubelab.api.timefmt import now_rfc3339
 from kubelab.client.events import EventRecorder
-from kubelab.client.healthz import self_signed_context
+from kubelab.client.healthz import healthz_handler, self_signed_context, serve
 from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
 
@@ -39,13 +41,14 @@ from .actions import Backoff, PodRuntime, compute
 from .config import KubeletConfig
 from .cri import RuntimeClient
 from .envvars import EnvError, container_env
+from .hostsfile import ETC_HOSTS, mounts_etc_hosts, write_hosts_file
 from .lifecycle import run_hook
 from .podstatus import Waiting, pod_status
 from .prober import ProbeManager
 from .server import KubeletServer
 from . import static
 from .runtimespec import POD_UID, container_config, host_resolv, image_pull_policy, sandbox_config
-from .volumes import VolumeError, VolumeManager
+from .volumes import Mount, VolumeError, VolumeManager
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,8 @@ class Kubelet:
         self._pleg_seen: dict[str, tuple] = {}
         self._static_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.loop_entered = 0.0                         # monotonic time the PLEG relist last ran
+        self.healthz = healthz_handler({"syncloop": self._syncloop_health})
 
     # -- node -------------------------------------------------------------------------------------
 
@@ -359,6 +364,7 @@ class Kubelet:
         sandbox of a pod the API does not have is removed."""
         while True:
             await asyncio.sleep(self.cfg.pleg_relist_period)
+            self.loop_entered = time.monotonic()
             try:
                 sbs = await self.runtime.managed_sandboxes()
                 cs = await self.runtime.managed_containers()
@@ -530,6 +536,12 @@ class Kubelet:
             for reason, msg in env.warnings:
                 self._event(pod, "Warning", reason, msg, fp)
             mounts = self.volumes.mounts(pod, c, env=list(env))
+            pod_ips = [self.cfg.node_ip] if (pod.get("spec") or {}).get("hostNetwork") else \
+                [sb.ip] if sb is not None and sb.ip else []
+            if pod_ips and not mounts_etc_hosts(c):
+                hosts = self.volumes.pod_dir(uid) / "etc-hosts"
+                write_hosts_file(hosts, pod, pod_ips, self.cfg.cluster_domain)
+                mounts.append(Mount(container_path=ETC_HOSTS, host_path=str(hosts)))
         except (EnvError, VolumeError) as e:
             msg = e.message if isinstance(e, VolumeError) else str(e)
             waiting.reasons[name] = ("CreateContainerConfigError", msg)
@@ -676,7 +688,30 @@ class Kubelet:
         return KubeletServer(address=self.cfg.address, port=self.cfg.port, tls_cert=cert, tls_key=key,
                              client_ca=self.cfg.client_ca_file, runtime=self.runtime.rt,
                              pods=lambda: list(self.known.values()), log_path=self._log_path,
-                             node_name=self.cfg.node_name, root_dir=self.cfg.root_dir)
+                             node_name=self.cfg.node_name, root_dir=self.cfg.root_dir, healthz=self.healthz)
+
+    def _syncloop_health(self) -> str | None:
+        """Upstream's syncloop check: the loop (here the PLEG relist) last ran within twice the
+        sync frequency, at least 5 minutes."""
+        limit = max(2 * self.cfg.sync_frequency, 300.0)
+        ago = time.monotonic() - self.loop_entered
+        if self.loop_entered and ago > limit:
+            msg = f"sync Loop took longer than expected: last entered {ago:.0f}s ago, limit {limit:.0f}s"
+            log.warning("healthz: %s", msg)
+            return msg
+        return None
+
+    async def _serve_healthz(self) -> web.AppRunner | None:
+        """The plain-HTTP /healthz on --healthz-bind-address:--healthz-port (upstream's 10248)."""
+        if not self.cfg.healthz_port:
+            return None
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        try:
+            return await serve(app, self.cfg.healthz_bind_address, self.cfg.healthz_port)
+        except OSError as e:
+            raise OSError(f"cannot serve healthz on {self.cfg.healthz_bind_address}:{self.cfg.healthz_port}: "
+                          f"{e.strerror or e}") from None
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -689,6 +724,11 @@ class Kubelet:
         self.cfg.root_dir.mkdir(parents=True, exist_ok=True)
         server = self._server()
         await server.start()
+        try:
+            healthz = await self._serve_healthz()
+        except BaseException:
+            await server.stop()
+            raise
         await self.register()
         self.pods.add_event_handler(self._on_pod, self._on_pod, self._on_pod_delete)
         for inf, kind in ((self.configmaps, "configMap"), (self.secrets, "secret")):
@@ -709,6 +749,8 @@ class Kubelet:
                 t.cancel()
             await asyncio.gather(*self._tasks, *self.workers.values(), return_exceptions=True)
             await server.stop()
+            if healthz is not None:
+                await healthz.cleanup()
             await self.probes.close()
             await self.factory.shutdown()
             await self.recorder.shutdown()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from kubelab.api.resources import resource_list
+from kubelab.kubelet.hostsfile import pod_hostname
 
 Obj = dict[str, Any]
 
@@ -133,9 +134,9 @@ def sandbox_config(pod: Obj, *, attempt: int, pod_logs_dir: Path, cgroup_root: s
         linux["securityContext"]["runAsUser"] = {"value": sc["runAsUser"]}
     if sc.get("supplementalGroups"):
         linux["securityContext"]["supplementalGroups"] = list(sc["supplementalGroups"])
-    hostname = spec.get("hostname") or m["name"]
+    hostname, _ = pod_hostname(pod, cluster_domain)
     cfg: Obj = {"metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"], "attempt": attempt},
-                "hostname": hostname[:63] if not spec.get("hostNetwork") else "",
+                "hostname": hostname if not spec.get("hostNetwork") else "",
                 "logDirectory": str(pod_logs_dir / f"{m['namespace']}_{m['name']}_{m['uid']}"),
                 "portMappings": ports, "labels": labels,
                 "annotations": dict(m.get("annotations") or {}), "linux": linux}

@@ -38,6 +38,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from kubelab.api.timefmt import parse_time
+from kubelab.client.healthz import healthz_handler
 from kubelab.client import upgradeproxy
 from kubelab.cri.api import api_pb2 as pb
 from kubelab.kubelet import logs, stats
@@ -160,8 +161,9 @@ class KubeletServer:
     def __init__(self, *, address: str, port: int, tls_cert: Path, tls_key: Path, client_ca: Path | None,
                  runtime: Any, pods: Callable[[], list[dict]],
                  log_path: Callable[[dict, str, bool], Path | None], node_name: str,
-                 root_dir: Path | None = None) -> None:
+                 root_dir: Path | None = None, healthz: Callable | None = None) -> None:
         self.address = address
+        self.healthz = healthz or healthz_handler({})
         self.port = port
         self.tls_cert, self.tls_key, self.client_ca = tls_cert, tls_key, client_ca
         self.runtime = runtime
@@ -190,7 +192,7 @@ class KubeletServer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._errors, self._authn])
         r = app.router
-        r.add_get("/healthz", self._healthz)
+        r.add_get("/healthz", self.healthz)
         r.add_get("/pods", self._pods)
         r.add_get("/pods/", self._pods)
         r.add_get("/containerLogs/{ns}/{pod}/{container}", self._container_logs)
@@ -265,9 +267,6 @@ class KubeletServer:
         return await handler(request)
 
     # ------------------------------------------------------------------------------------ handlers
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
 
     async def _pods(self, request: web.Request) -> web.Response:
         items = [{"kind": "Pod", "apiVersion": "v1", **p} for p in self.pods()]

@@ -419,8 +419,8 @@ class VolumeManager:
     # -- teardown -------------------------------------------------------------------------
 
     async def teardown(self, pod_uid: str) -> None:
-        """Unmount the pod's tmpfs volumes and remove <root>/pods/<uid>/volumes (and the pod
-        directory itself when nothing else is left in it). Idempotent."""
+        """Unmount the pod's tmpfs volumes and remove <root>/pods/<uid>/volumes and etc-hosts (and the
+        pod directory itself when nothing else is left in it). Idempotent."""
         async with self._lock(pod_uid):
             vols = self.pod_dir(pod_uid) / "volumes"
             try:
@@ -429,6 +429,7 @@ class VolumeManager:
                 raise VolumeError("FailedUnmount", f"UnmountVolume.TearDown failed for pod {pod_uid}: {e}") from None
             await asyncio.to_thread(shutil.rmtree, vols, True)
             try:
+                (self.pod_dir(pod_uid) / "etc-hosts").unlink(missing_ok=True)    # the kubelet's hostsfile
                 self.pod_dir(pod_uid).rmdir()
             except OSError:
                 pass
