@@ -53,8 +53,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how often the node's status is computed")
     p.add_argument("--sync-frequency", type=duration, default=60.0, help="the longest time between two syncs of a pod")
     p.add_argument("--runtime-request-timeout", type=duration, default=120.0, help="timeout of CRI requests")
+    p.add_argument("--eviction-hard", default=None,
+                   help="hard eviction thresholds, e.g. memory.available<100Mi,nodefs.available<10%% (default: "
+                        "memory.available<100Mi,nodefs.available<10%%,nodefs.inodesFree<5%%,imagefs.available<15%%,"
+                        "imagefs.inodesFree<5%%)")
+    p.add_argument("--eviction-soft", default="", help="soft eviction thresholds, e.g. memory.available<300Mi")
+    p.add_argument("--eviction-soft-grace-period", default="",
+                   help="how long each soft threshold must hold before pods are evicted, e.g. memory.available=1m30s")
+    p.add_argument("--eviction-minimum-reclaim", default="",
+                   help="what an eviction must free beyond its threshold, e.g. memory.available=0Mi,nodefs.available=500Mi")
+    p.add_argument("--eviction-max-pod-grace-period", type=int, default=0,
+                   help="the longest grace period (seconds) a soft eviction gives a pod")
+    p.add_argument("--eviction-pressure-transition-period", type=duration, default=300.0,
+                   help="how long a pressure condition stays after its threshold is no longer met")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity")
     return p
+
+
+def _eviction_config(a: argparse.Namespace):
+    """The eviction flags as an EvictionConfig; ValueError with upstream's wording when one is wrong."""
+    from kubelab.kubelet.eviction import DEFAULT_HARD, EvictionConfig, parse_pairs, parse_thresholds
+    hard = DEFAULT_HARD if a.eviction_hard is None else parse_pairs(a.eviction_hard, "<")
+    grace = {}
+    for sig, text in parse_pairs(a.eviction_soft_grace_period, "=").items():
+        try:
+            grace[sig] = duration(text)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            raise ValueError(f"--eviction-soft-grace-period: {sig}: {e}") from None
+    thresholds = parse_thresholds(hard, parse_pairs(a.eviction_soft, "<"), grace,
+                                  parse_pairs(a.eviction_minimum_reclaim, "="))
+    if a.eviction_max_pod_grace_period < 0:
+        raise ValueError("--eviction-max-pod-grace-period must not be negative")
+    return EvictionConfig(thresholds=thresholds, pressure_transition_period=a.eviction_pressure_transition_period,
+                          max_pod_grace_period=a.eviction_max_pod_grace_period)
 
 
 def _route_ip(server: str) -> str:
@@ -79,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= a.healthz_port <= 65535:
         p.error(f"--healthz-port: {a.healthz_port} is not a valid port number")
     dns = [x.strip() for x in a.cluster_dns.split(",") if x.strip()]
+    try:
+        eviction = _eviction_config(a)
+    except ValueError as e:
+        p.error(str(e))
     if a.pod_cidr:
         try:
             ipaddress.ip_network(a.pod_cidr)
@@ -109,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                         tls_cert_file=Path(a.tls_cert_file) if a.tls_cert_file else None,
                         tls_private_key_file=Path(a.tls_private_key_file) if a.tls_private_key_file else None,
                         client_ca_file=Path(a.client_ca_file) if a.client_ca_file else None, node_status_update_frequency=a.node_status_update_frequency,
-                        sync_frequency=a.sync_frequency, runtime_request_timeout=a.runtime_request_timeout)
+                        sync_frequency=a.sync_frequency, runtime_request_timeout=a.runtime_request_timeout,
+                        eviction=eviction)
 
     async def run() -> int:
         kubelet = Kubelet(cfg, client)

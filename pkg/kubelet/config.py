@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubelab.kubelet.eviction import EvictionConfig
+
 
 @dataclass
 class KubeletConfig:
@@ -37,3 +39,4 @@ class KubeletConfig:
     sync_frequency: float = 60.0
     pleg_relist_period: float = 1.0
     runtime_request_timeout: float = 120.0
+    eviction: EvictionConfig = field(default_factory=EvictionConfig)

@@ -30,6 +30,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from kubelab.api.resources import to_int
 from kubelab.api.timefmt import now_rfc3339
 from kubelab.client.events import EventRecorder
 from kubelab.client.healthz import healthz_handler, self_signed_context, serve
@@ -41,11 +42,13 @@ from .actions import Backoff, PodRuntime, compute
 from .config import KubeletConfig
 from .cri import RuntimeClient
 from .envvars import EnvError, container_env
+from .eviction import EvictionManager, hard_eviction_reservation
 from .hostsfile import ETC_HOSTS, mounts_etc_hosts, write_hosts_file
 from .lifecycle import run_hook
 from .podstatus import Waiting, pod_status
 from .prober import ProbeManager
 from .server import KubeletServer
+from .stats import StatsProvider
 from . import static
 from .runtimespec import POD_UID, container_config, host_resolv, image_pull_policy, sandbox_config
 from .volumes import Mount, VolumeError, VolumeManager
@@ -116,8 +119,18 @@ class Kubelet:
         self.host_dns = host_resolv(cfg.resolv_conf)
         self._pleg_seen: dict[str, tuple] = {}
         self._static_changed = asyncio.Event()
+        self._node_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.loop_entered = 0.0                         # monotonic time the PLEG relist last ran
+        self.stats = StatsProvider(self.runtime.rt, cfg.root_dir, images=self.runtime.img,
+                                   pod_logs_dir=cfg.pod_logs_dir, cgroup_root=cfg.cgroup_root)
+        self.evicting: dict[str, tuple[int, str, asyncio.Event]] = {}      # uid -> (grace, message, done)
+        self.admitted: set[str] = set()
+        self.pods_memory: int | None = None
+        self.eviction = EvictionManager(cfg.eviction, summary=lambda: self.stats.summary(cfg.node_name),
+                                        allocatable_memory=self._allocatable_memory, active_pods=self._active_pods,
+                                        evict=self.evict_pod, pod_gone=lambda uid: uid not in self.evicting,
+                                        on_conditions=self._node_status_soon)
         self.healthz = healthz_handler({"syncloop": self._syncloop_health})
 
     # -- node -------------------------------------------------------------------------------------
@@ -150,20 +163,32 @@ class Kubelet:
         except grpc.aio.AioRpcError as e:
             ready, why, version, images = False, f"container runtime is down: {_rpc_message(e)}", "", []
         cap = nodestatus.capacity(self.cfg.root_dir, self.cfg.max_pods)
-        alloc = nodestatus.allocatable(cap, {**self.cfg.kube_reserved, **self.cfg.system_reserved})
+        for_pods = nodestatus.allocatable(cap, {**self.cfg.kube_reserved, **self.cfg.system_reserved})
+        self.pods_memory = to_int("memory", for_pods["memory"])
+        # allocatable also keeps the hard eviction thresholds back (upstream's hardEvictionReservation)
+        alloc = nodestatus.allocatable(for_pods, hard_eviction_reservation(self.cfg.eviction.thresholds, cap))
         cur = await self.client.get("v1", "nodes", None, self.cfg.node_name)
         self.node_obj = cur
         st = nodestatus.node_status(cur.get("status") or {}, cap=cap, alloc=alloc, node_ip=self.cfg.node_ip,
                                     hostname=self.cfg.node_name, port=self.cfg.port,
                                     info=nodestatus.node_info(version), images=images, ready=ready,
-                                    not_ready_message=why)
+                                    not_ready_message=why, pressure=self.eviction.conditions)
         if force or nodestatus.status_changed(cur.get("status") or {}, st):
             await self.client.patch("v1", "nodes", None, self.cfg.node_name, {"status": st}, subresource="status")
+
+    def _node_status_soon(self) -> None:
+        """A pressure condition changed: report it now rather than at the next period."""
+        self._node_changed.set()
 
     async def _node_loop(self) -> None:
         last_report = time.monotonic()
         while True:
-            await asyncio.sleep(self.cfg.node_status_update_frequency)
+            try:
+                async with asyncio.timeout(self.cfg.node_status_update_frequency):
+                    await self._node_changed.wait()
+            except TimeoutError:
+                pass
+            self._node_changed.clear()
             force = time.monotonic() - last_report > self.cfg.node_status_report_frequency
             try:
                 await self.update_node_status(force=force)
@@ -297,6 +322,8 @@ class Kubelet:
         self.probes.remove_pod(uid)
         for d in (self.start_times, self.waiting, self.liveness_failed, self._mirror_written):
             d.pop(uid, None)
+        self.admitted.discard(uid)
+        self._eviction_done(uid)
         try:
             await self.volumes.teardown(uid)
         except VolumeError as e:
@@ -399,10 +426,27 @@ class Kubelet:
         rt = await self.runtime.pod_runtime(uid)
         if pod["metadata"].get("deletionTimestamp"):
             await self._terminate(pod, rt)
+            self._eviction_done(uid)
             return None
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        if uid in self.evicting and not terminal:
+            grace, message, _ = self.evicting[uid]
+            await self._kill_all(pod, rt, grace)
+            await self._write_status(pod, await self.runtime.pod_runtime(uid), final=True, evicted=message)
+            await self._teardown_volumes(pod)
+            self._eviction_done(uid)
+            return None
+        if terminal:
             await self._kill_all(pod, rt, 0)
+            await self._teardown_volumes(pod)     # a finished pod's volumes (emptyDirs) free their space
+            self._eviction_done(uid)
             return None
+        if uid not in self.admitted:
+            why = self.eviction.admit(pod) if not rt.sandboxes and not rt.containers else None
+            if why:
+                await self._reject(pod, "Evicted", why)
+                return None
+            self.admitted.add(uid)
         waiting = self.waiting.setdefault(uid, Waiting())
         waiting.reasons.clear()
         try:
@@ -631,20 +675,30 @@ class Kubelet:
                 await self.runtime.remove_sandbox(sb.id)
             except grpc.aio.AioRpcError as e:
                 log.warning("removing sandbox %s: %s", sb.id, _rpc_message(e))
+        await self._teardown_volumes(pod)
+
+    async def _teardown_volumes(self, pod: Obj) -> None:
+        m = pod["metadata"]
         try:
             await self.volumes.teardown(m["uid"])
         except VolumeError as e:
             log.warning("volumes of %s/%s not torn down: %s", m["namespace"], m["name"], e.message)
 
-    async def _write_status(self, pod: Obj, rt: PodRuntime, final: bool = False) -> None:
+    async def _write_status(self, pod: Obj, rt: PodRuntime, final: bool = False, evicted: str | None = None) -> None:
+        """Patch the pod's status if it changed; `evicted`: the pod was evicted with this message."""
         uid = pod["metadata"]["uid"]
         self._track_probes(pod, rt)
         names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
         ready = {n: self.probes.ready(uid, n) for n in names}
         started = {n: self.probes.started(uid, n) for n in names}
+        now = now_rfc3339()
         st = pod_status(pod, rt, waiting=self.waiting.get(uid, Waiting()), ready=ready, started=started,
                         runtime=self.runtime_name, host_ips=[self.cfg.node_ip], start_time=self.start_times[uid],
-                        now=now_rfc3339(), final=final)
+                        now=now, final=final)
+        if evicted is not None:
+            st.update(phase="Failed", reason="Evicted", message=evicted)
+            st["conditions"].append({"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                                     "message": evicted, "lastTransitionTime": now})
         m = pod["metadata"]
         target_uid = uid
         if uid in self.static:              # a static pod's status goes to its mirror pod
@@ -663,6 +717,56 @@ class Kubelet:
                                           {"metadata": {"uid": target_uid}, "status": st}, "merge",
                                           subresource="status")
             pod["status"] = new.get("status") or st
+        except ApiError as e:
+            if not (is_not_found(e) or is_conflict(e)):
+                raise
+
+    # -- eviction and admission -----------------------------------------------------------------------
+
+    def _allocatable_memory(self) -> int | None:
+        """What the pods may use: capacity less the reservations (the kubepods cgroup's share)."""
+        return self.pods_memory
+
+    def _active_pods(self) -> list[Obj]:
+        return [p for uid, p in list(self.known.items())
+                if uid in self.admitted and uid not in self.evicting and not p["metadata"].get("deletionTimestamp")
+                and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")] + \
+            [p for p in self.static.values()]
+
+    async def evict_pod(self, pod: Obj, grace: int, message: str, annotations: dict[str, str]) -> bool:
+        """Kill the pod's containers within `grace` and mark it Failed/Evicted (through its worker);
+        returns once that is done (or after the cleanup timeout)."""
+        uid = pod["metadata"]["uid"]
+        if uid not in self.known:
+            return False
+        m = pod["metadata"]
+        log.info("evicting pod %s/%s (grace %ds): %s", m["namespace"], m["name"], grace, message)
+        self.recorder.event(pod, "Warning", "Evicted", message, annotations=annotations)
+        done = asyncio.Event()
+        self.evicting[uid] = (grace, message, done)
+        self._trigger(uid)
+        try:
+            async with asyncio.timeout(grace + 30):
+                await done.wait()
+        except TimeoutError:
+            log.warning("pod %s/%s was not killed within %ds of its eviction", m["namespace"], m["name"], grace + 30)
+        return True
+
+    def _eviction_done(self, uid: str) -> None:
+        ev = self.evicting.pop(uid, None)
+        if ev is not None:
+            ev[2].set()
+
+    async def _reject(self, pod: Obj, reason: str, message: str) -> None:
+        """Admission refused the pod: it fails without running (upstream's rejectPod)."""
+        self._event(pod, "Warning", reason, message)
+        m = pod["metadata"]
+        try:
+            await self.client.patch("v1", "pods", m["namespace"], m["name"],
+                                    {"metadata": {"uid": m["uid"]},
+                                     "status": {"phase": "Failed", "reason": reason,
+                                                "message": f"Pod was rejected: {message}"}},
+                                    "merge", subresource="status")
         except ApiError as e:
             if not (is_not_found(e) or is_conflict(e)):
                 raise
@@ -688,7 +792,8 @@ class Kubelet:
         return KubeletServer(address=self.cfg.address, port=self.cfg.port, tls_cert=cert, tls_key=key,
                              client_ca=self.cfg.client_ca_file, runtime=self.runtime.rt,
                              pods=lambda: list(self.known.values()), log_path=self._log_path,
-                             node_name=self.cfg.node_name, root_dir=self.cfg.root_dir, healthz=self.healthz)
+                             node_name=self.cfg.node_name, root_dir=self.cfg.root_dir, healthz=self.healthz,
+                             stats_provider=self.stats)
 
     def _syncloop_health(self) -> str | None:
         """Upstream's syncloop check: the loop (here the PLEG relist) last ran within twice the
@@ -739,6 +844,7 @@ class Kubelet:
                        asyncio.create_task(self._lease_loop(), name="node-lease")]
         await self.pods.wait_for_sync()
         self._tasks.append(asyncio.create_task(self._pleg_loop(), name="pleg"))
+        self._tasks.append(asyncio.create_task(self.eviction.run(), name="eviction-manager"))
         if self.cfg.pod_manifest_path is not None:
             self._tasks.append(asyncio.create_task(self._static_loop(), name="static-pods"))
         log.info("kubelet for node %s running (runtime %s)", self.cfg.node_name, self.runtime_name)

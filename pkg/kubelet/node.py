@@ -28,13 +28,19 @@ Obj = dict[str, Any]
 
 LEASE_NS = "kube-node-lease"
 KUBELET_VERSION = "v1.31.0-kubelab"
-PRESSURE = (("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-            ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-            ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"))
+# condition type -> (reason, message) when False, (reason, message) when True
+PRESSURE = {"MemoryPressure": (("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                               ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available")),
+            "DiskPressure": (("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                             ("KubeletHasDiskPressure", "kubelet has disk pressure")),
+            "PIDPressure": (("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                            ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"))}
 
 
-def conditions(ready: bool, not_ready_message: str, old: list[Obj] | None, now: str) -> list[Obj]:
-    """The four node conditions; transition times kept while a status does not change."""
+def conditions(ready: bool, not_ready_message: str, old: list[Obj] | None, now: str,
+               pressure: set[str] = frozenset()) -> list[Obj]:
+    """The four node conditions (`pressure`: the eviction manager's MemoryPressure, DiskPressure,
+    PIDPressure that are True); transition times kept while a status does not change."""
     prev = {c.get("type"): c for c in old or []}
     out = []
 
@@ -42,8 +48,9 @@ def conditions(ready: bool, not_ready_message: str, old: list[Obj] | None, now: 
         p = prev.get(ctype)
         return {"type": ctype, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": now,
                 "lastTransitionTime": p["lastTransitionTime"] if p and p.get("status") == status else now}
-    for t, r, m in PRESSURE:
-        out.append(cond(t, "False", r, m))
+    for t, texts in PRESSURE.items():
+        on = t in pressure
+        out.append(cond(t, "True" if on else "False", *texts[on]))
     out.append(cond("Ready", "True", "KubeletReady", "kubelet is posting ready status") if ready else
                cond("Ready", "False", "KubeletNotReady", not_ready_message))
     return out
@@ -118,12 +125,13 @@ def node_object(name: str, *, labels: dict[str, str], taints: list[Obj], pod_cid
 
 
 def node_status(old: Obj, *, cap: dict[str, str], alloc: dict[str, str], node_ip: str, hostname: str, port: int,
-                info: Obj, images: list[Obj], ready: bool, not_ready_message: str) -> Obj:
+                info: Obj, images: list[Obj], ready: bool, not_ready_message: str,
+                pressure: set[str] = frozenset()) -> Obj:
     now = now_rfc3339()
     return {"capacity": cap, "allocatable": alloc,
             "addresses": [{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": hostname}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}, "nodeInfo": info, "images": images[:50],
-            "conditions": conditions(ready, not_ready_message, (old or {}).get("conditions"), now)}
+            "conditions": conditions(ready, not_ready_message, (old or {}).get("conditions"), now, pressure)}
 
 
 def status_changed(old: Obj, new: Obj) -> bool:

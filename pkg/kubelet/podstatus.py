@@ -157,8 +157,9 @@ def pod_status(pod: Obj, rt: PodRuntime, *, waiting: Waiting, ready: dict[str, b
         conds[1]["status"] = "True"
         conds[1].pop("reason", None)
         conds[1].pop("message", None)
-    if "PodScheduled" in old_conds:
-        conds.append(old_conds["PodScheduled"])
+    for kept in ("PodScheduled", "DisruptionTarget"):      # set by the scheduler, or by an eviction
+        if kept in old_conds:
+            conds.append(old_conds[kept])
     st: Obj = {"phase": ph, "conditions": conds, "hostIP": host_ips[0] if host_ips else "",
                "hostIPs": [{"ip": ip} for ip in host_ips], "qosClass": qos_class(pod), "startTime": start_time,
                "containerStatuses": app_st}

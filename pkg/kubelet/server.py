@@ -161,7 +161,8 @@ class KubeletServer:
     def __init__(self, *, address: str, port: int, tls_cert: Path, tls_key: Path, client_ca: Path | None,
                  runtime: Any, pods: Callable[[], list[dict]],
                  log_path: Callable[[dict, str, bool], Path | None], node_name: str,
-                 root_dir: Path | None = None, healthz: Callable | None = None) -> None:
+                 root_dir: Path | None = None, healthz: Callable | None = None,
+                 stats_provider: stats.StatsProvider | None = None) -> None:
         self.address = address
         self.healthz = healthz or healthz_handler({})
         self.port = port
@@ -170,7 +171,7 @@ class KubeletServer:
         self.pods = pods
         self.log_path = log_path
         self.node_name = node_name
-        self.stats = stats.StatsProvider(runtime, root_dir)
+        self.stats = stats_provider or stats.StatsProvider(runtime, root_dir)
         self._runner: web.AppRunner | None = None
         self._active: set[asyncio.Task] = set()
         self.bound_port = 0

@@ -14,6 +14,7 @@ pod_memory_working_set_bytes, scrape_error; samples carry their reading's timest
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import psutil
 
 from kubelab.api.timefmt import parse_time, rfc3339
 from kubelab.cri.api import api_pb2 as pb
+from kubelab.cri.runtime import cgroups
 
 POD_NAME, POD_NAMESPACE, POD_UID = "io.kubernetes.pod.name", "io.kubernetes.pod.namespace", "io.kubernetes.pod.uid"
 CONTAINER_NAME = "io.kubernetes.container.name"
@@ -85,15 +87,29 @@ def _iface(i: pb.NetworkInterfaceUsage) -> dict:
 class StatsProvider:
     """Builds Summaries from a CRI RuntimeServiceStub (grpc.aio) and the host."""
 
-    def __init__(self, runtime: Any, root_dir: Path | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, runtime: Any, root_dir: Path | None = None, timeout: float = 10.0, *,
+                 images: Any = None, pod_logs_dir: Path | None = None, cgroup_root: str | None = None) -> None:
         self.runtime = runtime
+        self.images = images                    # ImageServiceStub: the runtime's image filesystem
         self.root_dir = root_dir
+        self.pod_logs_dir = pod_logs_dir
+        self.cgroup_root = cgroup_root          # the kubepods cgroup is <cgroup_root>/kubepods
         self.timeout = timeout
         self.rates = CpuRates()
 
     async def summary(self, node_name: str) -> dict:
         pods = await self._pods()
         node = self._node(node_name)
+        if self.images is not None:
+            fs = await self._image_fs()
+            if fs is not None:
+                node["runtime"] = {"imageFs": fs}
+        if self.cgroup_root is not None:
+            st = cgroups.stats(self.cgroup_root.rstrip("/") + "/kubepods")
+            if st is not None:
+                node["systemContainers"] = [{"name": "pods", "startTime": node["startTime"], "memory": {
+                    "time": _t(st.timestamp_ns), "usageBytes": st.memory_usage, "workingSetBytes": st.memory_working_set,
+                    "rssBytes": st.memory_rss}}]
         self.rates.keep_only({"node"} | {p["podRef"]["uid"] for p in pods}
                              | {f'{p["podRef"]["uid"]}/{c["name"]}' for p in pods for c in p["containers"]})
         return {"node": node, "pods": pods}
@@ -147,7 +163,45 @@ class StatsProvider:
                                   "interfaces": [_iface(i) for i in ifaces]}
             if lx.process.timestamp:
                 pod["process_stats"] = {"process_count": lx.process.process_count.value}
+            await asyncio.to_thread(self._ephemeral_storage, pod)
             out.append(pod)
+        return out
+
+    def _ephemeral_storage(self, pod: dict) -> None:
+        """Containers' logs, and the pod's "ephemeral-storage" (upstream: root filesystems + logs +
+        local volumes on the node's disk; tmpfs-backed volumes are memory, not disk)."""
+        ref = pod["podRef"]
+        used = inodes = 0
+        if self.pod_logs_dir is not None:
+            d = self.pod_logs_dir / f"{ref['namespace']}_{ref['name']}_{ref['uid']}"
+            for c in pod["containers"]:
+                b, n = disk_usage(d / c["name"])
+                c["logs"] = {"time": _t(time.time_ns()), "usedBytes": b, "inodesUsed": n}
+        for c in pod["containers"]:
+            used += (c.get("rootfs") or {}).get("usedBytes", 0) + (c.get("logs") or {}).get("usedBytes", 0)
+            inodes += (c.get("rootfs") or {}).get("inodesUsed", 0) + (c.get("logs") or {}).get("inodesUsed", 0)
+        if self.root_dir is not None:
+            b, n = disk_usage(self.root_dir / "pods" / ref["uid"] / "volumes")
+            used += b
+            inodes += n
+        pod["ephemeral-storage"] = {"time": _t(time.time_ns()), "usedBytes": used, "inodesUsed": inodes}
+
+    async def _image_fs(self) -> dict | None:
+        try:
+            r = await self.images.ImageFsInfo(pb.ImageFsInfoRequest(), timeout=self.timeout)
+        except Exception:           # the runtime may not answer yet; the node's fs stands in
+            return None
+        if not r.image_filesystems:
+            return None
+        u = r.image_filesystems[0]
+        out: dict[str, Any] = {"time": _t(u.timestamp or time.time_ns()), "usedBytes": u.used_bytes.value,
+                               "inodesUsed": u.inodes_used.value}
+        try:
+            sv = os.statvfs(u.fs_id.mountpoint or "/")
+        except OSError:
+            return out
+        out.update(availableBytes=sv.f_bavail * sv.f_frsize, capacityBytes=sv.f_blocks * sv.f_frsize,
+                   inodesFree=sv.f_favail, inodes=sv.f_files)
         return out
 
     def _node(self, node_name: str) -> dict:
@@ -183,6 +237,35 @@ class StatsProvider:
             node["network"] = {"time": t, **ifaces[0], "interfaces": ifaces}
         node["rlimit"] = {"time": t, "maxpid": _pid_max(), "curproc": len(psutil.pids())}
         return node
+
+
+def disk_usage(top: Path) -> tuple[int, int]:
+    """(bytes, inodes) allocated under `top`, staying on its filesystem (mounted tmpfs volumes are
+    skipped, as upstream's du -x)."""
+    try:
+        dev = top.lstat().st_dev
+    except OSError:
+        return 0, 0
+    used, inodes = 0, 0
+    stack = [str(top)]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if st.st_dev != dev:
+                        continue
+                    used += st.st_blocks * 512
+                    inodes += 1
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+        except OSError:
+            continue
+    return used, inodes
 
 
 def _pid_max() -> int:

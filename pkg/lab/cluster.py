@@ -73,11 +73,12 @@ class Pod:
 class LabCluster:
     def __init__(self, images: dict[str, Path], nodes: int = 2, *, dns_upstreams: tuple[str, ...] = (),
                  proxy_args: tuple[str, ...] = (), sync_period: str = "2s", kubelets: bool = False,
-                 runtime: str = "kubelab-cri") -> None:
+                 runtime: str = "kubelab-cri", kubelet_args: tuple[str, ...] = ()) -> None:
         if runtime not in ("kubelab-cri", "containerd"):
             raise ValueError(f"unknown runtime {runtime!r}")
         self.images = images
         self.kubelets = kubelets
+        self.kubelet_args = kubelet_args          # appended to every kubelet's flags (the last one wins)
         self.runtime = runtime
         self.nodes = [Node(f"node{i}", i) for i in range(1, nodes + 1)]
         self.net = LabNetwork(self.nodes)
@@ -228,7 +229,7 @@ class LabCluster:
                            "--pod-logs-dir", str(d / "pods"), "--cluster-dns", DNS_IP,
                            "--pod-manifest-path", str(d / "manifests"), "--file-check-frequency", "2s",
                            "--cgroup-root", self.cgroup_parent(n), "--port", "10250", "--client-ca-file", str(self.tmp / "pki" / "ca.crt"),
-                           "--node-status-update-frequency", "2s"], d / "kubelet.log")
+                           "--node-status-update-frequency", "2s", *self.kubelet_args], d / "kubelet.log")
 
     def _remove_all_sandboxes(self) -> list[str]:
         from kubelab.cri.api import api_pb2 as pb

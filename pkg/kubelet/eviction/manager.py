@@ -1,0 +1,145 @@
+"""The eviction manager (upstream's pkg/kubelet/eviction/eviction_manager.go): every monitoring
+period it reads the stats Summary, observes the signals, decides which thresholds are met (with
+minimum reclaim and soft grace periods), keeps the node's pressure conditions (held for the
+pressure transition period), and when a threshold is met evicts one pod, ranked for the starved
+resource, then waits for it to be gone before looking again. Critical pods are never evicted.
+`admit` refuses new pods under pressure as upstream's lifecycle admit handler does.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from . import ranking
+from .thresholds import (ALLOCATABLE_MEMORY_AVAILABLE, IMAGEFS_AVAILABLE, IMAGEFS_INODES_FREE, MEMORY_AVAILABLE,
+                         NODEFS_AVAILABLE, NODEFS_INODES_FREE, PID_AVAILABLE, Observation, Threshold,
+                         conditions_within_transition, first_observed, grace_periods_passed, node_conditions,
+                         pick_threshold, reclaim_resource, thresholds_met)
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+IMMEDIATE_GRACE = 1          # seconds a hard eviction gives a pod (upstream immediateEvictionGracePeriodSeconds)
+POD_CLEANUP_TIMEOUT = 30.0
+
+
+@dataclass
+class EvictionConfig:
+    thresholds: list[Threshold] = field(default_factory=list)
+    pressure_transition_period: float = 300.0
+    max_pod_grace_period: int = 0
+    monitoring_period: float = 10.0
+
+
+def observe(summary: Obj, allocatable_memory: int | None) -> dict[str, Observation]:
+    """The signals from a stats Summary (upstream's makeSignalObservations)."""
+    node = summary.get("node") or {}
+    out: dict[str, Observation] = {}
+    mem = node.get("memory") or {}
+    if "availableBytes" in mem and "workingSetBytes" in mem:
+        out[MEMORY_AVAILABLE] = Observation(mem["availableBytes"], mem["availableBytes"] + mem["workingSetBytes"])
+    pods_mem = next((c.get("memory") or {} for c in node.get("systemContainers") or [] if c.get("name") == "pods"), {})
+    if allocatable_memory and "workingSetBytes" in pods_mem:
+        out[ALLOCATABLE_MEMORY_AVAILABLE] = Observation(allocatable_memory - pods_mem["workingSetBytes"],
+                                                        allocatable_memory)
+    fs = node.get("fs") or {}
+    image_fs = (node.get("runtime") or {}).get("imageFs") or {}
+    if "availableBytes" not in image_fs:
+        image_fs = fs                   # images on the node's filesystem
+    for avail, inodes, f in ((NODEFS_AVAILABLE, NODEFS_INODES_FREE, fs), (IMAGEFS_AVAILABLE, IMAGEFS_INODES_FREE,
+                                                                         image_fs)):
+        if "availableBytes" in f and "capacityBytes" in f:
+            out[avail] = Observation(f["availableBytes"], f["capacityBytes"])
+        if "inodesFree" in f and "inodes" in f:
+            out[inodes] = Observation(f["inodesFree"], f["inodes"])
+    rl = node.get("rlimit") or {}
+    if rl.get("maxpid"):
+        out[PID_AVAILABLE] = Observation(rl["maxpid"] - rl.get("curproc", 0), rl["maxpid"])
+    return out
+
+
+class EvictionManager:
+    def __init__(self, config: EvictionConfig, *, summary: Callable[[], Awaitable[Obj]],
+                 allocatable_memory: Callable[[], int | None], active_pods: Callable[[], list[Obj]],
+                 evict: Callable[[Obj, int, str, dict[str, str]], Awaitable[bool]],
+                 pod_gone: Callable[[str], bool], on_conditions: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._summary = summary
+        self._allocatable_memory = allocatable_memory
+        self._active_pods = active_pods
+        self._evict = evict
+        self._pod_gone = pod_gone
+        self._on_conditions = on_conditions
+        self._clock = clock
+        self.conditions: set[str] = set()
+        self._met: list[Threshold] = []
+        self._first_observed: dict[Threshold, float] = {}
+        self._last_observed: dict[str, float] = {}
+
+    def admit(self, pod: Obj) -> str | None:
+        return ranking.admit(pod, self.conditions)
+
+    async def synchronize(self) -> list[Obj]:
+        """One pass; returns the pods evicted (at most one)."""
+        cfg = self.config
+        if not cfg.thresholds:
+            return []
+        summary = await self._summary()
+        observed = observe(summary, self._allocatable_memory())
+        now = self._clock()
+        met = thresholds_met(cfg.thresholds, observed)
+        if self._met:
+            met += [t for t in thresholds_met(self._met, observed, already_met=self._met) if t not in met]
+        self._first_observed = first_observed(met, self._first_observed, now)
+        conds, self._last_observed = conditions_within_transition(node_conditions(met), self._last_observed, now,
+                                                                  cfg.pressure_transition_period)
+        changed = conds != self.conditions
+        self.conditions = conds
+        if changed:
+            log.info("eviction manager: node conditions now %s", sorted(conds) or "none")
+            if self._on_conditions is not None:
+                self._on_conditions()
+        self._met = grace_periods_passed(met, self._first_observed, now)
+        if not self._met:
+            return []
+        t = pick_threshold(self._met)
+        resource = reclaim_resource(t)
+        log.info("eviction manager: must evict pod(s) to reclaim %s (%s)", resource, t.signal)
+        stats = {p["podRef"]["uid"]: p for p in summary.get("pods") or []}
+        pods = [p for p in self._active_pods() if not ranking.is_critical(p)]
+        obs = observed.get(t.signal)
+        for pod in ranking.rank(pods, resource, stats):
+            grace = IMMEDIATE_GRACE
+            if not t.hard:
+                grace = cfg.max_pod_grace_period
+                tgps = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+                if tgps is not None:
+                    grace = min(grace, int(tgps))
+            msg, ann = ranking.eviction_message(
+                pod, resource, stats.get(pod["metadata"]["uid"]),
+                t.value.text(obs.capacity) if obs else None, obs.available if obs else None)
+            if await self._evict(pod, grace, msg, ann):
+                await self._wait_gone(pod["metadata"]["uid"])
+                return [pod]
+        log.info("eviction manager: unable to evict any pods from the node")
+        return []
+
+    async def _wait_gone(self, uid: str) -> None:
+        deadline = self._clock() + POD_CLEANUP_TIMEOUT
+        while not self._pod_gone(uid) and self._clock() < deadline:
+            await asyncio.sleep(1)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.synchronize()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:              # stats unavailable for a round: try again next period
+                log.warning("eviction manager: synchronize failed: %s", e)
+            await asyncio.sleep(self.config.monitoring_period)

@@ -1,0 +1,132 @@
+"""Node-pressure eviction on a one-node lab with real containers: the node's pods may use 600Mi
+(--system-reserved holds back the rest of the machine), so with the default hard threshold
+memory.available<100Mi (which adds allocatableMemory.available<100Mi on the kubepods cgroup) a
+BestEffort pod holding 560Mi puts the node under memory pressure. The kubelet reports
+MemoryPressure, the node controller taints the node, the hog (and only the hog) is evicted with
+upstream's status and message, a new BestEffort pod is refused while the condition holds (a
+Burstable one is not), and the condition clears after the pressure transition period."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from kubelab.api.resources import to_int
+from kubelab.lab.cluster import LabCluster
+from polling import wait
+
+pytestmark = pytest.mark.e2e
+
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
+Mi = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def lab(test_images):
+    reserved = psutil.virtual_memory().total - 600 * Mi
+    cluster = LabCluster({"busybox": test_images["busybox"]}, nodes=1, kubelets=True,
+                         kubelet_args=("--system-reserved", f"memory={reserved}",
+                                       "--eviction-hard", "memory.available<100Mi",
+                                       "--eviction-pressure-transition-period", "25s"))
+    cluster.up()
+    try:
+        yield cluster
+    finally:
+        problems = cluster.down()
+        assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def k(lab, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("kube-cache")
+
+    def run(*args: str, input: str | None = None) -> str:
+        p = subprocess.run([KUBECTL, "--kubeconfig", str(lab.kubeconfig), "--cache-dir", str(cache), *args],
+                           input=input, capture_output=True, text=True, timeout=120)
+        if p.returncode:
+            raise AssertionError(f"kubectl {shlex.join(args)}: {p.stdout}\n{p.stderr}\n"
+                                 + (lab.tmp / "node1" / "kubelet.log").read_text()[-3000:])
+        return p.stdout
+    return run
+
+
+def kjson(k, *args: str) -> dict:
+    return json.loads(k(*args, "-o", "json"))
+
+
+def pod_yaml(name: str, image: str, command: str, resources: str = "{}", node: str = "") -> str:
+    return f"""apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  {f"nodeName: {node}" if node else ""}
+  containers:
+  - name: {name}
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, {json.dumps(command)}]
+    resources: {resources}
+"""
+
+
+def test_memory_pressure_evicts_the_hog_and_refuses_best_effort_pods(lab, k):
+    image = lab.image_refs[0]["busybox"]
+    node = kjson(k, "get", "node", "node1")
+    # allocatable keeps the hard threshold back: 600Mi for pods less 100Mi
+    assert to_int("memory", node["status"]["allocatable"]["memory"]) == 500 * Mi
+    k("apply", "-f", "-", input=pod_yaml("bystander", image, "sleep 100000") + "---\n" +
+      pod_yaml("guaranteed", image, "sleep 100000", "{limits: {memory: 64Mi, cpu: 100m}}"))
+    for name in ("bystander", "guaranteed"):
+        wait(lambda: kjson(k, "get", "pod", name)["status"].get("phase") == "Running", 60, f"{name} Running")
+
+    # dd holds its 560Mi buffer while blocked writing into sleep's pipe
+    k("apply", "-f", "-", input=pod_yaml("hog", image, "dd if=/dev/zero bs=560M count=1 | sleep 100000"))
+    seen = {"condition": False, "taint": False}
+
+    def evicted():
+        n = kjson(k, "get", "node", "node1")
+        if any(c["type"] == "MemoryPressure" and c["status"] == "True" for c in n["status"]["conditions"]):
+            seen["condition"] = True
+        if any(t["key"] == "node.kubernetes.io/memory-pressure" for t in n["spec"].get("taints") or []):
+            seen["taint"] = True
+        st = kjson(k, "get", "pod", "hog")["status"]
+        return st if st.get("phase") == "Failed" else None
+    st = wait(evicted, 90, "the hog evicted")
+    assert st["reason"] == "Evicted"
+    assert re.fullmatch(r"The node was low on resource: memory\. Threshold quantity: 100Mi, available: -?\d+\w*\. "
+                        r"Container hog was using \d+\w*, request is 0, has larger consumption of memory\. ",
+                        st["message"]), st["message"]
+    assert {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}.items() <= \
+        next(c for c in st["conditions"] if c["type"] == "DisruptionTarget").items()
+    assert seen["condition"], "MemoryPressure was never reported"
+    events = kjson(k, "get", "events", "--field-selector", "involvedObject.name=hog,reason=Evicted")["items"]
+    assert events and events[0]["type"] == "Warning" and events[0]["message"] == st["message"]
+    for name in ("bystander", "guaranteed"):
+        p = kjson(k, "get", "pod", name)["status"]
+        assert p["phase"] == "Running" and p["containerStatuses"][0]["restartCount"] == 0, (name, p)
+
+    # while the condition holds, a BestEffort pod bound to the node is refused; a Burstable one runs
+    n = kjson(k, "get", "node", "node1")
+    assert any(c["type"] == "MemoryPressure" and c["status"] == "True" for c in n["status"]["conditions"])
+    k("apply", "-f", "-", input=pod_yaml("late-be", image, "sleep 100000", node="node1") + "---\n" +
+      pod_yaml("late-burstable", image, "sleep 100000", "{requests: {memory: 16Mi}}", node="node1"))
+    st = wait(lambda: (lambda s: s if s.get("phase") == "Failed" else None)(kjson(k, "get", "pod", "late-be")["status"]),
+              30, "the BestEffort pod refused")
+    assert (st["reason"], st["message"]) == ("Evicted", "Pod was rejected: The node had condition: [MemoryPressure]. ")
+    assert not st.get("containerStatuses") or all("running" not in c.get("state", {}) for c in st["containerStatuses"])
+    wait(lambda: kjson(k, "get", "pod", "late-burstable")["status"].get("phase") == "Running", 60,
+         "the Burstable pod Running under memory pressure")
+    assert seen["taint"] or any(t["key"] == "node.kubernetes.io/memory-pressure"
+                                for t in kjson(k, "get", "node", "node1")["spec"].get("taints") or [])
+
+    # the condition and the taint go once the transition period has passed without pressure
+    wait(lambda: all(c["status"] == "False" for c in kjson(k, "get", "node", "node1")["status"]["conditions"]
+                     if c["type"] == "MemoryPressure"), 60, "MemoryPressure cleared")
+    k("delete", "pod", "--all", "--grace-period=1")
