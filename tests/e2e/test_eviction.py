@@ -1,10 +1,15 @@
-"""Node-pressure eviction on a one-node lab with real containers: the node's pods may use 600Mi
-(--system-reserved holds back the rest of the machine), so with the default hard threshold
-memory.available<100Mi (which adds allocatableMemory.available<100Mi on the kubepods cgroup) a
-BestEffort pod holding 560Mi puts the node under memory pressure. The kubelet reports
-MemoryPressure, the node controller taints the node, the hog (and only the hog) is evicted with
-upstream's status and message, a new BestEffort pod is refused while the condition holds (a
-Burstable one is not), and the condition clears after the pressure transition period."""
+"""Node-pressure eviction on a one-node lab with real containers.
+
+Memory: the node's pods may use 600Mi (--system-reserved holds back the rest of the machine), so
+with the hard threshold memory.available<100Mi (which adds allocatableMemory.available<100Mi on
+the kubepods cgroup) a BestEffort pod holding 560Mi puts the node under memory pressure. The
+kubelet reports MemoryPressure, the node controller taints the node, the hog (and only the hog) is
+evicted with upstream's status and message, a new BestEffort pod is refused while the condition
+holds (a Burstable one is not), and the condition clears after the pressure transition period.
+
+Disk: the kubelet's root directory is a 300Mi filesystem with nodefs.available<40%; a pod filling
+its emptyDir with 200Mi is evicted for ephemeral-storage, its volume freed, every new pod refused
+under DiskPressure, and the condition clears."""
 from __future__ import annotations
 
 import json
@@ -27,7 +32,7 @@ KUBECTL = str(Path(sys.executable).parent / "kubectl")
 Mi = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def lab(test_images):
     reserved = psutil.virtual_memory().total - 600 * Mi
     cluster = LabCluster({"busybox": test_images["busybox"]}, nodes=1, kubelets=True,
@@ -42,8 +47,7 @@ def lab(test_images):
         assert not problems, problems
 
 
-@pytest.fixture(scope="module")
-def k(lab, tmp_path_factory):
+def kubectl(lab, tmp_path_factory):
     cache = tmp_path_factory.mktemp("kube-cache")
 
     def run(*args: str, input: str | None = None) -> str:
@@ -54,6 +58,34 @@ def k(lab, tmp_path_factory):
                                  + (lab.tmp / "node1" / "kubelet.log").read_text()[-3000:])
         return p.stdout
     return run
+
+
+@pytest.fixture
+def k(lab, tmp_path_factory):
+    return kubectl(lab, tmp_path_factory)
+
+
+@pytest.fixture
+def disk_lab(test_images, tmp_path):
+    """A lab whose kubelet keeps its root directory (nodefs: pods' volumes) on a 300Mi tmpfs."""
+    from kubelab.lab.runtimes import mountpoints_under
+    root = tmp_path / "kubelet-root"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300m", "tmpfs", str(root)], check=True)
+    try:
+        cluster = LabCluster({"busybox": test_images["busybox"]}, nodes=1, kubelets=True,
+                             kubelet_args=("--root-dir", str(root), "--eviction-hard", "nodefs.available<40%",
+                                           "--eviction-pressure-transition-period", "20s"))
+        cluster.up()
+        try:
+            yield cluster, root
+        finally:
+            problems = cluster.down()
+            assert not problems, problems
+    finally:
+        for mp in mountpoints_under(root):          # deepest first: what the kubelet left, then the root
+            subprocess.run(["umount", mp], capture_output=True)
+        assert not mountpoints_under(root)
 
 
 def kjson(k, *args: str) -> dict:
@@ -130,3 +162,50 @@ def test_memory_pressure_evicts_the_hog_and_refuses_best_effort_pods(lab, k):
     wait(lambda: all(c["status"] == "False" for c in kjson(k, "get", "node", "node1")["status"]["conditions"]
                      if c["type"] == "MemoryPressure"), 60, "MemoryPressure cleared")
     k("delete", "pod", "--all", "--grace-period=1")
+
+
+def test_disk_pressure_evicts_the_pod_filling_its_empty_dir(disk_lab, tmp_path_factory):
+    lab, root = disk_lab
+    k = kubectl(lab, tmp_path_factory)
+    image = lab.image_refs[0]["busybox"]
+    k("apply", "-f", "-", input=pod_yaml("bystander", image, "sleep 100000") + f"""---
+apiVersion: v1
+kind: Pod
+metadata: {{name: filler}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: filler
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "sleep 3; dd if=/dev/zero of=/data/blob bs=1M count=200; sleep 100000"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes: [{{name: data, emptyDir: {{}}}}]
+""")
+    seen = {"condition": False}
+
+    def evicted():
+        n = kjson(k, "get", "node", "node1")
+        if any(c["type"] == "DiskPressure" and c["status"] == "True" for c in n["status"]["conditions"]):
+            seen["condition"] = True
+        st = kjson(k, "get", "pod", "filler")["status"]
+        return st if st.get("phase") == "Failed" else None
+    st = wait(evicted, 90, "the filler evicted")
+    uid = kjson(k, "get", "pod", "filler")["metadata"]["uid"]
+    assert st["reason"] == "Evicted" and st["message"].startswith(
+        "The node was low on resource: ephemeral-storage. Threshold quantity: 120Mi, available: "), st["message"]
+    assert seen["condition"], "DiskPressure was never reported"
+    assert kjson(k, "get", "pod", "bystander")["status"]["phase"] == "Running"
+    # the evicted pod's emptyDir is gone, so the space is back
+    wait(lambda: not (root / "pods" / uid / "volumes").exists(), 30, "the evicted pod's volumes removed")
+    # under DiskPressure every (non-critical) pod is refused, Burstable too
+    assert any(c["type"] == "DiskPressure" and c["status"] == "True"
+               for c in kjson(k, "get", "node", "node1")["status"]["conditions"])
+    k("apply", "-f", "-", input=pod_yaml("late", image, "sleep 1", "{requests: {memory: 16Mi}}", node="node1"))
+    st = wait(lambda: (lambda s: s if s.get("phase") == "Failed" else None)(kjson(k, "get", "pod", "late")["status"]),
+              30, "the pod refused")
+    assert st["message"] == "Pod was rejected: The node had condition: [DiskPressure]. "
+    wait(lambda: all(c["status"] == "False" for c in kjson(k, "get", "node", "node1")["status"]["conditions"]
+                     if c["type"] == "DiskPressure"), 60, "DiskPressure cleared")
+    k("delete", "pod", "--all", "--grace-period=1")
+    wait(lambda: not list((root / "pods").glob("*/volumes/*/*")), 30, "all pod volumes torn down")
