@@ -136,9 +136,10 @@ def _init_cpuset(d: Path) -> None:
             log.warning("cannot initialise %s/%s: %s", d, name, e)
 
 
-def remove(path: str, retries: int = 5) -> bool:
-    """rmdir the cgroup (and any child cgroups) in every hierarchy. Missing ones are fine.
-    Returns False, after logging which, if some could not be removed (processes still inside)."""
+def remove(path: str, retries: int = 30) -> bool:
+    """rmdir the cgroup (and any child cgroups) in every hierarchy. Missing ones are fine. A killed
+    process can take a while to leave its cgroup on a busy machine: each directory is retried for
+    up to about 2.5 s. Returns False, after logging which, if some could not be removed."""
     if not path.strip("/"):
         raise ValueError("refusing to remove the root cgroup")
     left = []
@@ -158,7 +159,7 @@ def remove(path: str, retries: int = 5) -> bool:
                     if attempt == retries - 1:
                         left.append(str(d))
                     else:
-                        time.sleep(0.01 * (attempt + 1))
+                        time.sleep(min(0.1, 0.01 * (attempt + 1)))
     if left:
         log.warning("cgroups not removed (processes still inside?): %s", " ".join(left))
     return not left

@@ -324,7 +324,7 @@ class RuntimeService:
         if s.dir:
             shutil.rmtree(s.dir, ignore_errors=True)
         if s.cgroup_created:
-            cgroups.remove(s.cgroup_parent)
+            await asyncio.to_thread(cgroups.remove, s.cgroup_parent)
         self.sandboxes.pop(s.id, None)
         self.records.drop_sandbox(s.id)
 
@@ -557,7 +557,7 @@ class RuntimeService:
         await self._unmount_quiet(Path(c.rootfs))
         shutil.rmtree(self.cfg.runroot / "containers" / c.id, ignore_errors=True)
         (self.cfg.runroot / "exits" / c.id).unlink(missing_ok=True)
-        cgroups.remove(c.cgroups_path)
+        await asyncio.to_thread(cgroups.remove, c.cgroups_path)
         self.records.drop_container(c.id)
 
     @staticmethod
