@@ -344,6 +344,36 @@ def test_logs_exec_port_forward_and_top_through_the_apiserver(lab, k):
     finally:
         pf.terminate()
         pf.wait(10)
+    # kubectl cp: tar through exec, both ways
+    src = lab.tmp / "cp-src.txt"
+    src.write_text("copied through the apiserver\n" * 100)
+    k("cp", str(src), "talker:/tmp/in.txt")
+    assert k("exec", "talker", "--", "wc", "-c", "/tmp/in.txt").split()[0] == str(len(src.read_text()))
+    k("cp", "talker:/tmp/in.txt", str(lab.tmp / "cp-back.txt"))
+    assert (lab.tmp / "cp-back.txt").read_text() == src.read_text()
+    # kubectl attach to a container waiting on its stdin
+    k("apply", "-f", "-", input=f"""apiVersion: v1
+kind: Pod
+metadata: {{name: attacher}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: attacher
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, 'read line; echo "got: $line"']
+""")
+    wait(lambda: kjson(k, "get", "pod", "attacher")["status"].get("phase") == "Running", 60, "attacher Running")
+    p = subprocess.run([KUBECTL, "--kubeconfig", str(lab.kubeconfig), "attach", "-i", "attacher"],
+                       input="hello over attach\n", capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "got: hello over attach" in p.stdout, (p.stdout, p.stderr)
+    st = wait(lambda: (lambda s: s if s.get("phase") == "Succeeded" else None)(kjson(k, "get", "pod", "attacher")["status"]),
+              30, "attacher Succeeded once its stdin closed")
+    assert k("logs", "attacher") == "got: hello over attach\n"
+    k("delete", "pod", "attacher", "--grace-period=1")
     top = wait(lambda: (lambda o: o if "node1" in o else None)(k("top", "nodes", check=False)), 60, "kubectl top")
     assert "CPU(cores)" in top and "node2" in top
     assert "talker" in wait(lambda: k("top", "pods", check=False), 60, "kubectl top pods")
