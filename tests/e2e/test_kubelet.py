@@ -4,7 +4,7 @@ nodes; pods get their IPs, conditions and container statuses; scaling 3 -> 10 ->
 a deleted pod goes through graceful termination and is replaced; a container that keeps failing
 goes into CrashLoopBackOff with RESTARTS counting up; and a SIGKILLed kubelet with 20 running pods, restarted,
 adopts its running containers without restarting any; volumes, env and configMap updates; static
-pods with mirror pods. The whole suite runs twice: on kubelab-cri and on containerd 1.6.
+pods with mirror pods; init containers in order, OOMKilled, exec -it with a TTY, cp and attach. The whole suite runs twice: on kubelab-cri and on containerd 1.6.
 
     host: etcd, apiserver on 192.168.56.1, controller-manager, scheduler, kubectl
     node1 / node2 (network namespaces): kubelab-cri, kubelab-kubelet, kubelab-proxy (+ kubelab-dns on node1)
@@ -441,6 +441,67 @@ spec:
     wait(lambda: endpoint_ready() is False, 30, "the endpoint not ready again")
     k("delete", "pod", "sick", "gated", "--grace-period=1")
     k("delete", "service", "gated")
+
+
+def test_init_containers_in_order_oom_killed_and_exec_with_a_tty(lab, k):
+    image = lab.image_refs[0]["busybox"]
+    k("apply", "-f", "-", input=f"""apiVersion: v1
+kind: Pod
+metadata: {{name: inits}}
+spec:
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - {{name: first, image: {image}, imagePullPolicy: IfNotPresent, command: [sh, -c, "sleep 1; echo one >> /w/order"],
+     volumeMounts: [{{name: w, mountPath: /w}}]}}
+  - {{name: second, image: {image}, imagePullPolicy: IfNotPresent, command: [sh, -c, "echo two >> /w/order"],
+     volumeMounts: [{{name: w, mountPath: /w}}]}}
+  containers:
+  - {{name: main, image: {image}, imagePullPolicy: IfNotPresent, command: [sh, -c, "cat /w/order; sleep 100000"],
+     volumeMounts: [{{name: w, mountPath: /w}}]}}
+  volumes: [{{name: w, emptyDir: {{}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: oom}}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: oom
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [dd, if=/dev/zero, of=/dev/null, bs=64M, count=1]     # dd's 64M buffer, in a 32Mi cgroup
+    resources: {{limits: {{memory: 32Mi}}}}
+""")
+    wait(lambda: kjson(k, "get", "pod", "inits")["status"].get("phase") == "Running", 60, "inits Running")
+    assert wait(lambda: k("logs", "inits", check=False), 20, "main's output") == "one\ntwo\n"
+    st = kjson(k, "get", "pod", "inits")["status"]
+    first, second = (c["state"]["terminated"] for c in st["initContainerStatuses"])
+    assert (first["reason"], first["exitCode"], second["reason"], second["exitCode"]) == ("Completed", 0, "Completed", 0)
+    assert first["finishedAt"] <= second["startedAt"]
+    term = wait(lambda: ((kjson(k, "get", "pod", "oom")["status"].get("containerStatuses") or [{}])[0]
+                         .get("state") or {}).get("terminated"), 60, "the oom container terminated")
+    assert (term["reason"], term["exitCode"]) == ("OOMKilled", 137), term
+    assert kjson(k, "get", "pod", "oom")["status"]["phase"] == "Failed"
+    # exec -it: kubectl on a terminal gets a TTY in the container (the remote command sees /dev/pts/N)
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(KUBECTL, [KUBECTL, "--kubeconfig", str(lab.kubeconfig), "exec", "-it", "inits", "-c", "main", "--",
+                           "sh", "-c", "tty; echo cols=$(stty size)"])
+    out = b""
+    try:
+        while True:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            out += chunk
+    except OSError:         # EIO once kubectl exits and the pty closes
+        pass
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0 and "/dev/pts/" in text and "cols=" in text, text
+    k("delete", "pod", "inits", "oom", "--grace-period=1")
 
 
 def test_lifecycle_hooks_run_within_the_grace_period(lab, k):
