@@ -181,9 +181,24 @@ class StatsProvider:
             used += (c.get("rootfs") or {}).get("usedBytes", 0) + (c.get("logs") or {}).get("usedBytes", 0)
             inodes += (c.get("rootfs") or {}).get("inodesUsed", 0) + (c.get("logs") or {}).get("inodesUsed", 0)
         if self.root_dir is not None:
-            b, n = disk_usage(self.root_dir / "pods" / ref["uid"] / "volumes")
-            used += b
-            inodes += n
+            vols = []
+            top = self.root_dir / "pods" / ref["uid"] / "volumes"
+            try:
+                disk = top.lstat().st_dev
+            except OSError:
+                disk = None
+            for d in sorted(top.glob("*/*")):
+                b, n = disk_usage(d)
+                vols.append({"time": _t(time.time_ns()), "name": d.name, "usedBytes": b, "inodesUsed": n})
+                try:
+                    on_disk = d.lstat().st_dev == disk           # not a tmpfs (memory-backed) volume
+                except OSError:
+                    on_disk = False
+                if on_disk:
+                    used += b
+                    inodes += n
+            if vols:
+                pod["volume"] = vols
         pod["ephemeral-storage"] = {"time": _t(time.time_ns()), "usedBytes": used, "inodesUsed": inodes}
 
     async def _image_fs(self) -> dict | None:

@@ -7,9 +7,10 @@ kubelet reports MemoryPressure, the node controller taints the node, the hog (an
 evicted with upstream's status and message, a new BestEffort pod is refused while the condition
 holds (a Burstable one is not), and the condition clears after the pressure transition period.
 
-Disk: the kubelet's root directory is a 300Mi filesystem with nodefs.available<40%; a pod filling
-its emptyDir with 200Mi is evicted for ephemeral-storage, its volume freed, every new pod refused
-under DiskPressure, and the condition clears."""
+Disk: an emptyDir past its sizeLimit and a container past its ephemeral-storage limit are evicted
+at once. Then, the kubelet's root directory being a 300Mi filesystem with nodefs.available<40%, a
+pod filling its emptyDir with 200Mi is evicted for ephemeral-storage, its volume freed, every new
+pod refused under DiskPressure, and the condition clears."""
 from __future__ import annotations
 
 import json
@@ -168,6 +169,49 @@ def test_disk_pressure_evicts_the_pod_filling_its_empty_dir(disk_lab, tmp_path_f
     lab, root = disk_lab
     k = kubectl(lab, tmp_path_factory)
     image = lab.image_refs[0]["busybox"]
+    # first the limits, with no node pressure: an emptyDir past its sizeLimit, a container's root
+    # filesystem past its ephemeral-storage limit (two containers), a pod past its containers' sum
+    k("apply", "-f", "-", input=f"""apiVersion: v1
+kind: Pod
+metadata: {{name: capped}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: capped
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "dd if=/dev/zero of=/data/blob bs=1M count=20; sleep 100000"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+  volumes: [{{name: data, emptyDir: {{sizeLimit: 10Mi}}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: rootfs-hog}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: writer
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "dd if=/dev/zero of=/blob bs=1M count=20; sleep 100000"]
+    resources: {{limits: {{ephemeral-storage: 10Mi}}}}
+  - name: idle
+    image: {image}
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "100000"]
+    resources: {{limits: {{ephemeral-storage: 100Mi}}}}
+---
+""" + pod_yaml("pod-over", image, "dd if=/dev/zero of=/blob bs=1M count=20; sleep 100000",
+               "{limits: {ephemeral-storage: 10Mi}}"))
+    for name, msg in (("capped", 'Usage of EmptyDir volume "data" exceeds the limit "10Mi". '),
+                      ("rootfs-hog", 'Container writer exceeded its local ephemeral storage limit "10Mi". '),
+                      ("pod-over", "Pod ephemeral local storage usage exceeds the total limit of containers 10Mi. ")):
+        st = wait(lambda: (lambda s: s if s.get("phase") == "Failed" else None)(kjson(k, "get", "pod", name)["status"]),
+                  60, f"{name} evicted")
+        assert (st["reason"], st["message"]) == ("Evicted", msg)
+    assert all(c["status"] == "False" for c in kjson(k, "get", "node", "node1")["status"]["conditions"]
+               if c["type"] == "DiskPressure")
+
     k("apply", "-f", "-", input=pod_yaml("bystander", image, "sleep 100000") + f"""---
 apiVersion: v1
 kind: Pod

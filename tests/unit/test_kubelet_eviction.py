@@ -194,3 +194,25 @@ def test_allocatable_keeps_the_hard_memory_and_nodefs_thresholds_back():
         "memory": str(100 * Mi), "ephemeral-storage": str(int(100 * 1024 * Mi * 0.1))}
     soft_only = parse_thresholds({}, {"memory.available": "1Gi"}, {"memory.available": 10})
     assert hard_eviction_reservation(soft_only, cap) == {}
+
+
+def test_local_storage_limits():
+    from kubelab.kubelet.eviction.ranking import local_storage_violation
+    p = {"metadata": {"name": "p", "uid": "p"},
+         "spec": {"volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "10Mi"}},
+                              {"name": "ram", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
+                  "containers": [{"name": "a", "resources": {"limits": {"ephemeral-storage": "50Mi"}}},
+                                 {"name": "b"}]}}
+
+    def st(scratch=0, ram=0, a=0, b=0):
+        return {"volume": [{"name": "scratch", "usedBytes": scratch}, {"name": "ram", "usedBytes": ram}],
+                "containers": [{"name": "a", "rootfs": {"usedBytes": a}, "logs": {"usedBytes": 0}},
+                               {"name": "b", "rootfs": {"usedBytes": b}, "logs": {"usedBytes": 0}}],
+                "ephemeral-storage": {"usedBytes": scratch + a + b}}
+    assert local_storage_violation(p, st(scratch=5 * Mi, ram=5 * Mi, a=Mi)) is None       # tmpfs: not disk
+    assert local_storage_violation(p, st(scratch=11 * Mi)) == 'Usage of EmptyDir volume "scratch" exceeds the limit "10Mi". '
+    assert local_storage_violation(p, st(scratch=9 * Mi, b=42 * Mi)) == \
+        "Pod ephemeral local storage usage exceeds the total limit of containers 50Mi. "
+    p["spec"]["containers"][1]["resources"] = {"limits": {"ephemeral-storage": "100Mi"}}
+    assert local_storage_violation(p, st(a=51 * Mi)) == 'Container a exceeded its local ephemeral storage limit "50Mi". '
+    assert local_storage_violation(p, None) is None

@@ -87,8 +87,6 @@ class EvictionManager:
     async def synchronize(self) -> list[Obj]:
         """One pass; returns the pods evicted (at most one)."""
         cfg = self.config
-        if not cfg.thresholds:
-            return []
         summary = await self._summary()
         observed = observe(summary, self._allocatable_memory())
         now = self._clock()
@@ -105,13 +103,14 @@ class EvictionManager:
             if self._on_conditions is not None:
                 self._on_conditions()
         self._met = grace_periods_passed(met, self._first_observed, now)
-        if not self._met:
-            return []
+        stats = {p["podRef"]["uid"]: p for p in summary.get("pods") or []}
+        pods = [p for p in self._active_pods() if not ranking.is_critical(p)]
+        evicted = await self._local_storage_eviction(pods, stats)
+        if evicted or not self._met:
+            return evicted
         t = pick_threshold(self._met)
         resource = reclaim_resource(t)
         log.info("eviction manager: must evict pod(s) to reclaim %s (%s)", resource, t.signal)
-        stats = {p["podRef"]["uid"]: p for p in summary.get("pods") or []}
-        pods = [p for p in self._active_pods() if not ranking.is_critical(p)]
         obs = observed.get(t.signal)
         for pod in ranking.rank(pods, resource, stats):
             grace = IMMEDIATE_GRACE
@@ -128,6 +127,15 @@ class EvictionManager:
                 return [pod]
         log.info("eviction manager: unable to evict any pods from the node")
         return []
+
+    async def _local_storage_eviction(self, pods: list[Obj], stats: dict[str, Obj]) -> list[Obj]:
+        """Pods over their emptyDir sizeLimits or ephemeral-storage limits go at once (grace 0)."""
+        out = []
+        for pod in pods:
+            msg = ranking.local_storage_violation(pod, stats.get(pod["metadata"]["uid"]))
+            if msg and await self._evict(pod, 0, msg, {}):
+                out.append(pod)
+        return out
 
     async def _wait_gone(self, uid: str) -> None:
         deadline = self._clock() + POD_CLEANUP_TIMEOUT

@@ -11,7 +11,7 @@ from functools import cmp_to_key
 from typing import Any, Callable, Mapping
 
 from kubelab.api.quantity import BINARY_SI, format_quantity
-from kubelab.api.resources import pod_requests
+from kubelab.api.resources import EPHEMERAL, pod_requests, to_int
 from kubelab.api.taints import TAINT_MEMORY_PRESSURE, tolerates
 from kubelab.kubelet import static
 from kubelab.kubelet.runtimespec import qos_class
@@ -146,3 +146,35 @@ def admit(pod: Obj, conditions: set[str]) -> str | None:
         if any(tolerates(t, taint) for t in (pod.get("spec") or {}).get("tolerations") or []):
             return None
     return f"The node had condition: [{' '.join(sorted(conditions))}]. "
+
+
+def local_storage_violation(pod: Obj, stats: Obj | None) -> str | None:
+    """Upstream's localStorageEviction checks, in order: a disk-backed emptyDir over its sizeLimit,
+    the pod's ephemeral storage over the sum of its containers' limits, a container's root
+    filesystem and logs over its own limit. The eviction message, or None."""
+    if stats is None:
+        return None
+    spec = pod.get("spec") or {}
+    used_by_volume = {v.get("name"): int(v.get("usedBytes") or 0) for v in stats.get("volume") or []}
+    for v in spec.get("volumes") or []:
+        ed = v.get("emptyDir")
+        if ed is None or not ed.get("sizeLimit") or ed.get("medium") == "Memory":
+            continue
+        limit = to_int(EPHEMERAL, ed["sizeLimit"])
+        if limit > 0 and used_by_volume.get(v.get("name"), 0) > limit:
+            return f'Usage of EmptyDir volume "{v["name"]}" exceeds the limit "{ed["sizeLimit"]}". '
+    limits = [((c.get("resources") or {}).get("limits") or {}).get(EPHEMERAL) for c in spec.get("containers") or []]
+    if any(x is not None for x in limits):
+        total = sum(to_int(EPHEMERAL, x) for x in limits if x is not None)
+        if (disk_usage(stats) or 0) > total:
+            return f"Pod ephemeral local storage usage exceeds the total limit of containers {format_quantity(total, BINARY_SI)}. "
+    by_name = {c.get("name"): c for c in stats.get("containers") or []}
+    for c in spec.get("containers") or []:
+        lim = ((c.get("resources") or {}).get("limits") or {}).get(EPHEMERAL)
+        cs = by_name.get(c.get("name"))
+        if lim is None or cs is None:
+            continue
+        used = int((cs.get("rootfs") or {}).get("usedBytes") or 0) + int((cs.get("logs") or {}).get("usedBytes") or 0)
+        if used > to_int(EPHEMERAL, lim):
+            return f'Container {c["name"]} exceeded its local ephemeral storage limit "{lim}". '
+    return None
