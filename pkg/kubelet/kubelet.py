@@ -37,6 +37,7 @@ from kubelab.client.healthz import healthz_handler, self_signed_context, serve
 from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
 
+from . import admission
 from . import node as nodestatus
 from .actions import Backoff, PodRuntime, compute
 from .config import KubeletConfig
@@ -127,6 +128,7 @@ class Kubelet:
         self.evicting: dict[str, tuple[int, str, asyncio.Event]] = {}      # uid -> (grace, message, done)
         self.admitted: set[str] = set()
         self.pods_memory: int | None = None
+        self.allocatable: dict[str, str] | None = None      # as last reported on the Node
         self.eviction = EvictionManager(cfg.eviction, summary=lambda: self.stats.summary(cfg.node_name),
                                         allocatable_memory=self._allocatable_memory, active_pods=self._active_pods,
                                         evict=self.evict_pod, pod_gone=lambda uid: uid not in self.evicting,
@@ -167,6 +169,7 @@ class Kubelet:
         self.pods_memory = to_int("memory", for_pods["memory"])
         # allocatable also keeps the hard eviction thresholds back (upstream's hardEvictionReservation)
         alloc = nodestatus.allocatable(for_pods, hard_eviction_reservation(self.cfg.eviction.thresholds, cap))
+        self.allocatable = alloc
         cur = await self.client.get("v1", "nodes", None, self.cfg.node_name)
         self.node_obj = cur
         st = nodestatus.node_status(cur.get("status") or {}, cap=cap, alloc=alloc, node_ip=self.cfg.node_ip,
@@ -442,10 +445,12 @@ class Kubelet:
             self._eviction_done(uid)
             return None
         if uid not in self.admitted:
-            why = self.eviction.admit(pod) if not rt.sandboxes and not rt.containers else None
-            if why:
-                await self._reject(pod, "Evicted", why)
-                return None
+            if not rt.sandboxes and not rt.containers:      # new here (running ones are re-adopted)
+                why = self.eviction.admit(pod)
+                refused = ("Evicted", why) if why else self._predicate_admit(pod)
+                if refused is not None:
+                    await self._reject(pod, *refused)
+                    return None
             self.admitted.add(uid)
         waiting = self.waiting.setdefault(uid, Waiting())
         waiting.reasons.clear()
@@ -726,6 +731,18 @@ class Kubelet:
     def _allocatable_memory(self) -> int | None:
         """What the pods may use: capacity less the reservations (the kubepods cgroup's share)."""
         return self.pods_memory
+
+    def _predicate_admit(self, pod: Obj) -> tuple[str, str] | None:
+        if self.allocatable is None:            # not registered yet: nothing to check against
+            return None
+        node = {"metadata": (self.node_obj or {}).get("metadata") or {"name": self.cfg.node_name},
+                "spec": (self.node_obj or {}).get("spec") or {}, "status": {"allocatable": self.allocatable}}
+        return admission.admit(pod, node, self._admitted_pods(), static=pod["metadata"]["uid"] in self.static)
+
+    def _admitted_pods(self) -> list[Obj]:
+        pods = {**self.known, **self.static}
+        return [pods[uid] for uid in self.admitted if uid in pods
+                and (pods[uid].get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
 
     def _active_pods(self) -> list[Obj]:
         return [p for uid, p in list(self.known.items())

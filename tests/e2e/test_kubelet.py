@@ -501,7 +501,15 @@ spec:
     _, status = os.waitpid(pid, 0)
     text = out.decode(errors="replace")
     assert os.waitstatus_to_exitcode(status) == 0 and "/dev/pts/" in text and "cols=" in text, text
-    k("delete", "pod", "inits", "oom", "--grace-period=1")
+    # a pod bound past the scheduler that does not fit is refused by the kubelet's admission
+    k("run", "too-big", f"--image={image}", "--image-pull-policy=IfNotPresent", "--overrides", json.dumps(
+        {"spec": {"nodeName": "node1", "containers": [{"name": "too-big", "image": image, "command": ["sleep", "9"],
+                                                       "resources": {"requests": {"cpu": "1000"}}}]}}))
+    st = wait(lambda: (lambda s: s if s.get("phase") == "Failed" else None)(kjson(k, "get", "pod", "too-big")["status"]),
+              30, "too-big refused")
+    assert st["reason"] == "OutOfcpu" and st["message"].startswith(
+        "Pod was rejected: Node didn't have enough resource: cpu, requested: 1000000, used: "), st
+    k("delete", "pod", "inits", "oom", "too-big", "--grace-period=1")
 
 
 def test_lifecycle_hooks_run_within_the_grace_period(lab, k):
