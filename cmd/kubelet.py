@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             p.error(f"invalid IP address {ip!r}")
     try:
-        client = Client.from_kubeconfig(a.kubeconfig or None, component="kubelet")
+        # eight requests in flight at most: each extra TLS connection to the apiserver costs ~300 KiB
+        client = Client.from_kubeconfig(a.kubeconfig or None, component="kubelet", max_inflight=8)
     except Exception as e:
         p.error(f"--kubeconfig: {e}")
     node_ip = a.node_ip or _route_ip(client.config.server)

@@ -305,11 +305,15 @@ class Client:
     client-side token bucket (off when qps is None); `max_retries` bounds the retries described in
     the module docstring; `backoff_base`/`backoff_max` shape the exponential backoff; Retry-After is
     honoured up to `max_retry_after` seconds; `timeout` is the total time for one non-watch attempt.
+    `max_inflight` bounds the requests (not watches or streams) in flight at once, and so the pool's
+    connections: each TLS connection costs its buffers (about 300 KiB), and a process with a hundred
+    concurrent writers (a kubelet with 100 pods) would otherwise keep a hundred of them open.
     """
 
     def __init__(self, config: ClientConfig, *, component: str = "client", qps: float | None = None,
                  burst: int = 10, max_retries: int = 5, backoff_base: float = 0.1,
-                 backoff_max: float = 10.0, max_retry_after: float = 60.0, timeout: float = 60.0) -> None:
+                 backoff_max: float = 10.0, max_retry_after: float = 60.0, timeout: float = 60.0,
+                 max_inflight: int | None = None) -> None:
         self.config = config
         self.component = component
         self.user_agent = f"kubelab/{component}"
@@ -320,6 +324,7 @@ class Client:
         self.timeout = timeout
         self.warnings: collections.deque[str] = collections.deque(maxlen=1000)
         self._limiter = TokenBucket(qps, burst) if qps else None
+        self._inflight = asyncio.Semaphore(max_inflight) if max_inflight else None
         self._ssl = config.ssl_context()
         self._base = URL(config.server.rstrip("/"))
         self._session: aiohttp.ClientSession | None = None
@@ -400,15 +405,22 @@ class Client:
             if self._limiter is not None:
                 await self._limiter.wait()
             session = self._get_session()
+            gate = self._inflight if not stream and self._inflight is not None else None
             try:
-                resp = await session.request(method, url, data=data, headers=self._headers(headers),
-                                             timeout=timeout, allow_redirects=False, **extra)
-                body: bytes | None = None
-                if not stream or resp.status >= 400:
-                    try:
-                        body = await resp.read()
-                    finally:
-                        resp.release()
+                if gate is not None:
+                    await gate.acquire()
+                try:
+                    resp = await session.request(method, url, data=data, headers=self._headers(headers),
+                                                 timeout=timeout, allow_redirects=False, **extra)
+                    body: bytes | None = None
+                    if not stream or resp.status >= 400:
+                        try:
+                            body = await resp.read()
+                        finally:
+                            resp.release()
+                finally:
+                    if gate is not None:
+                        gate.release()
             except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError):
                 raise  # TLS verification failures do not heal by retrying
             except aiohttp.ClientConnectorError as e:

@@ -1079,3 +1079,22 @@ def test_event_correlator_spam_filter_bursts_then_throttles():
     assert [r is not None for r in results] == [True, True, True, False, False]
     now[0] += 1.0
     assert corr.correlate({**base, "message": "later"}) is not None
+
+
+async def test_max_inflight_bounds_concurrent_requests_and_connections(serve):
+    state = {"now": 0, "peak": 0, "peers": set()}
+
+    async def slow(request):
+        state["now"] += 1
+        state["peak"] = max(state["peak"], state["now"])
+        state["peers"].add(request.transport.get_extra_info("peername"))
+        await asyncio.sleep(0.05)
+        state["now"] -= 1
+        return web.json_response({"kind": "Pod", "metadata": {"name": request.match_info["name"]}})
+    app = web.Application()
+    app.router.add_get("/api/v1/namespaces/default/pods/{name}", slow)
+    url = await serve(app)
+    async with make_client(url, max_inflight=3) as c:
+        got = await asyncio.gather(*(c.get("v1", "pods", "default", f"p{i}") for i in range(12)))
+    assert [g["metadata"]["name"] for g in got] == [f"p{i}" for i in range(12)]
+    assert state["peak"] == 3 and len(state["peers"]) <= 3
