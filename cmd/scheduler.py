@@ -34,7 +34,8 @@ async def run(a: argparse.Namespace, cfg) -> int:
     from kubelab.scheduler.config import build_profiles
     from kubelab.scheduler.scheduler import Scheduler
 
-    client = Client.from_kubeconfig(a.kubeconfig or None, component="kube-scheduler")
+    # bindings are sent concurrently: 16 in flight keeps the pool (and its TLS handshakes) small
+    client = Client.from_kubeconfig(a.kubeconfig or None, component="kube-scheduler", max_inflight=16)
     leading = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,6 +22,7 @@ class Cache:
         self.nodes: dict[str, NodeInfo] = {}
         self.pod_node: dict[str, str] = {}       # uid -> node it is counted on
         self.assumed: set[str] = set()
+        self._infos: list[NodeInfo] | None = None     # node_infos(), until a node comes or goes
 
     # -- nodes ---------------------------------------------------------------------------------
 
@@ -30,19 +31,25 @@ class Cache:
         info = self.nodes.get(name)
         if info is None:
             info = self.nodes[name] = NodeInfo()
+        if info.node is None:
+            self._infos = None
         info.set_node(node)
 
     def remove_node(self, node: Obj) -> None:
         info = self.nodes.get(node["metadata"]["name"])
         if info is None:
             return
+        self._infos = None
         if info.pods:
             info.node = None          # keep its pods counted until they go, as upstream
         else:
             del self.nodes[node["metadata"]["name"]]
 
     def node_infos(self) -> list[NodeInfo]:
-        return [n for n in self.nodes.values() if n.node is not None]
+        """The nodes (a list shared until a node is added or removed: do not change it)."""
+        if self._infos is None:
+            self._infos = [n for n in self.nodes.values() if n.node is not None]
+        return self._infos
 
     # -- pods --------------------------------------------------------------------------------------
 

@@ -106,6 +106,8 @@ class NodeInfo:
         self.images: dict[str, int] = {}               # image name -> size
         self.pods_with_affinity: dict[str, Obj] = {}   # uid -> pod with pod (anti-)affinity terms
         self.pods_with_required_anti_affinity: dict[str, Obj] = {}
+        self.taints: list[Obj] = []                     # spec.taints, read per node per plugin
+        self.unschedulable = False
         self.generation = 0
         if node is not None:
             self.set_node(node)
@@ -117,6 +119,9 @@ class NodeInfo:
     def set_node(self, node: Obj) -> None:
         self.node = node
         self._name = node["metadata"]["name"]
+        spec = node.get("spec") or {}
+        self.taints = spec.get("taints") or []
+        self.unschedulable = bool(spec.get("unschedulable"))
         self.allocatable = R.node_allocatable(node)
         self.images = {}
         for img in (node.get("status") or {}).get("images") or []:
@@ -175,6 +180,7 @@ class NodeInfo:
     def clone(self) -> "NodeInfo":
         n = NodeInfo()
         n.node, n.allocatable, n.images, n._name = self.node, self.allocatable, self.images, self._name
+        n.taints, n.unschedulable = self.taints, self.unschedulable
         n.pods, n._acct = dict(self.pods), dict(self._acct)
         n.requested, n.non_zero_requested = dict(self.requested), dict(self.non_zero_requested)
         n.used_ports = {k: set(v) for k, v in self.used_ports.items()}
@@ -248,14 +254,16 @@ class Framework:
         return SUCCESS, result
 
     def run_filter(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status:
-        skip = state.get("_skip_filter", ())
-        for p in self.plugins.filter:
-            if p.name in skip:
-                continue
+        filters = state.get("_filters")
+        if filters is None:             # once per cycle: the filters PreFilter did not skip
+            skip = state.get("_skip_filter", ())
+            filters = state["_filters"] = [p for p in self.plugins.filter if p.name not in skip]
+        for p in filters:
             st = p.filter(state, pod, node)
-            if not st.ok:
-                st.plugin = st.plugin or p.name
-                return st
+            if st is SUCCESS or st.code == Code.SUCCESS:
+                continue
+            st.plugin = st.plugin or p.name
+            return st
         return SUCCESS
 
     def run_pre_filter_add_pod(self, state: CycleState, pod: Obj, to_add: Obj, node: NodeInfo) -> None:
@@ -315,19 +323,21 @@ class Framework:
     def run_score(self, state: CycleState, pod: Obj, nodes: list[NodeInfo]) -> dict[str, int]:
         """Each node's weighted total over the score plugins (each normalized to 0..100)."""
         names = [n._name for n in nodes]
-        totals = dict.fromkeys(names, 0)
+        totals = [0] * len(nodes)
         skip = state.get("_skip_score", ())
+        top = MAX_NODE_SCORE
         for p, weight in self.plugins.score:
             if p.name in skip:
                 continue
             score = p.score
-            scores = dict(zip(names, [score(state, pod, n) for n in nodes]))
+            vals = [score(state, pod, n) for n in nodes]
             normalize = getattr(p, "normalize_score", None)
             if normalize is not None:
+                scores = dict(zip(names, vals))
                 normalize(state, pod, scores)
-            for name, s in scores.items():
-                totals[name] += (MAX_NODE_SCORE if s > MAX_NODE_SCORE else s if s > 0 else 0) * weight
-        return totals
+                vals = [scores[name] for name in names]
+            totals = [t + (top if s > top else s if s > 0 else 0) * weight for t, s in zip(totals, vals)]
+        return dict(zip(names, totals))
 
     def run_reserve(self, state: CycleState, pod: Obj, node_name: str) -> Status:
         for i, p in enumerate(self.plugins.reserve):

@@ -19,7 +19,7 @@ from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFact
 from kubelab.client.rest import ApiError, Client, is_not_found
 
 from .cache import Cache, counts_on_node
-from .framework import Code, CycleState, Framework, NodeInfo, Status, fit_error_message, pod_key, pod_uid
+from .framework import SUCCESS, Code, CycleState, Framework, NodeInfo, Status, fit_error_message, pod_key, pod_uid
 from .metrics import ERROR, SCHEDULED, UNSCHEDULABLE, metrics
 from .plugins import (interpodaffinity, nodeaffinity, nodename, nodeports, noderesources, nodeunschedulable,
                       podtopologyspread, tainttoleration)
@@ -226,7 +226,7 @@ class Scheduler:
             checked += 1
             st = fwk.run_filter_with_nominated(state, pod, node) if self._nominated else \
                 fwk.run_filter(state, pod, node)
-            if st.ok:
+            if st is SUCCESS or st.ok:
                 feasible.append(node)
                 if len(feasible) >= want:
                     break

@@ -31,12 +31,16 @@ class ImageLocality:
 
     def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
         spread, total = state.get(NAME, ({}, 1))
-        containers = list((pod.get("spec") or {}).get("initContainers") or []) + \
-            list((pod.get("spec") or {}).get("containers") or [])
+        images = state.get("imagelocality/images")
+        if images is None:              # once per cycle: each container's image and its normalized name
+            spec = pod.get("spec") or {}
+            images = state["imagelocality/images"] = [
+                (c.get("image") or "", normalized_image_name(c.get("image") or ""))
+                for c in list(spec.get("initContainers") or []) + list(spec.get("containers") or [])]
+        containers = images
         s = 0
-        for c in containers:
-            img = c.get("image") or ""
-            for name in (img, normalized_image_name(img)):
+        for names in images:
+            for name in names:
                 if name in node.images:
                     s += int(node.images[name] * spread.get(name, 1) / max(1, total))
                     break

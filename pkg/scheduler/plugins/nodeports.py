@@ -23,6 +23,9 @@ class NodePorts:
     name = NAME
 
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
-        if conflicts(R.pod_host_ports(pod), node.used_ports):
+        want = state.get(NAME)
+        if want is None:                # once per cycle
+            want = state[NAME] = R.pod_host_ports(pod)
+        if want and node.used_ports and conflicts(want, node.used_ports):
             return Status.unschedulable(ERR_REASON)
         return SUCCESS

@@ -96,6 +96,8 @@ class NodeResourcesBalancedAllocation:
             fractions.append(min(1.0, (used + want.get(name, 0)) / alloc))
         if len(fractions) < 2:
             return MAX_NODE_SCORE
+        if len(fractions) == 2:         # the usual cpu and memory: the deviation of two is half their gap
+            return int((1 - abs(fractions[0] - fractions[1]) / 2) * MAX_NODE_SCORE)
         mean = sum(fractions) / len(fractions)
         std = math.sqrt(sum((f - mean) ** 2 for f in fractions) / len(fractions))
         return int((1 - std) * MAX_NODE_SCORE)

@@ -14,7 +14,7 @@ class NodeUnschedulable:
     name = NAME
 
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
-        if not (node.node.get("spec") or {}).get("unschedulable"):
+        if not node.unschedulable:
             return SUCCESS
         if any(tolerates(t, TAINT) for t in (pod.get("spec") or {}).get("tolerations") or []):
             return SUCCESS

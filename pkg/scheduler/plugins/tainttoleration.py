@@ -14,17 +14,23 @@ class TaintToleration:
     name = NAME
 
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
-        taints = (node.node.get("spec") or {}).get("taints") or []
-        t = untolerated(taints, (pod.get("spec") or {}).get("tolerations") or [], ("NoSchedule", "NoExecute"))
+        if not node.taints:
+            return SUCCESS
+        t = untolerated(node.taints, (pod.get("spec") or {}).get("tolerations") or [], ("NoSchedule", "NoExecute"))
         if t is None:
             return SUCCESS
         return Status.unschedulable(f"node(s) had untolerated taint {{{t.get('key', '')}: {t.get('value', '')}}}",
                                     unresolvable=True)
 
     def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
-        tols = [t for t in (pod.get("spec") or {}).get("tolerations") or []
+        if not node.taints:
+            return 0
+        tols = state.get("tainttoleration/prefer")
+        if tols is None:                # once per cycle
+            tols = state["tainttoleration/prefer"] = [
+                t for t in (pod.get("spec") or {}).get("tolerations") or []
                 if not t.get("effect") or t.get("effect") == "PreferNoSchedule"]
-        return sum(1 for t in (node.node.get("spec") or {}).get("taints") or []
+        return sum(1 for t in node.taints
                    if t.get("effect") == "PreferNoSchedule" and not any(tolerates(x, t) for x in tols))
 
     def normalize_score(self, state: CycleState, pod: dict, scores: dict[str, int]) -> None:
