@@ -32,6 +32,7 @@ def insufficient(pod_req: dict[str, int], node: NodeInfo) -> list[str]:
 
 
 _BASIC = frozenset((R.CPU, R.MEMORY, R.EPHEMERAL, R.PODS))
+_NON_ZERO = frozenset((R.CPU, R.MEMORY))        # scored with the non-zero defaults
 
 
 def _cycle_requests(state: CycleState, pod: dict, non_zero: bool) -> dict[str, int]:
@@ -58,19 +59,30 @@ class NodeResourcesFit:
         return SUCCESS, None
 
     def filter(self, state: CycleState, pod: dict, node: NodeInfo) -> Status:
-        reasons = insufficient(_cycle_requests(state, pod, False), node)
-        return Status.unschedulable(*reasons) if reasons else SUCCESS
+        wanted = state.get("noderesources/wanted")
+        if wanted is None:              # once per cycle: only what the pod asks for
+            wanted = state["noderesources/wanted"] = [(k, v) for k, v in _cycle_requests(state, pod, False).items()
+                                                      if v and k != R.PODS]
+        alloc, requested = node.allocatable, node.requested
+        if len(node.pods) < alloc.get(R.PODS, 0):
+            for name, want in wanted:
+                if want > alloc.get(name, 0) - requested.get(name, 0):
+                    break
+            else:
+                return SUCCESS
+        return Status.unschedulable(*insufficient(_cycle_requests(state, pod, False), node))
 
     def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
         want = _cycle_requests(state, pod, True)
         total = weights = 0
+        allocatable, non_zero, requested = node.allocatable, node.non_zero_requested, node.requested
+        least = self.strategy == "LeastAllocated"
         for name, weight in self.resources:
-            alloc = node.allocatable.get(name, 0)
-            used = (node.non_zero_requested if name in (R.CPU, R.MEMORY) else node.requested).get(name, 0)
-            used += want.get(name, 0)
+            alloc = allocatable.get(name, 0)
             if alloc == 0:
                 continue
-            if self.strategy == "LeastAllocated":
+            used = (non_zero if name in _NON_ZERO else requested).get(name, 0) + want.get(name, 0)
+            if least:
                 s = 0 if used > alloc else (alloc - used) * MAX_NODE_SCORE // alloc
             else:
                 s = min(used, alloc) * MAX_NODE_SCORE // alloc
@@ -88,11 +100,12 @@ class NodeResourcesBalancedAllocation:
     def score(self, state: CycleState, pod: dict, node: NodeInfo) -> int:
         want = _cycle_requests(state, pod, True)
         fractions = []
+        allocatable, non_zero, requested = node.allocatable, node.non_zero_requested, node.requested
         for name, _ in self.resources:
-            alloc = node.allocatable.get(name, 0)
+            alloc = allocatable.get(name, 0)
             if alloc == 0:
                 continue
-            used = (node.non_zero_requested if name in (R.CPU, R.MEMORY) else node.requested).get(name, 0)
+            used = (non_zero if name in _NON_ZERO else requested).get(name, 0)
             fractions.append(min(1.0, (used + want.get(name, 0)) / alloc))
         if len(fractions) < 2:
             return MAX_NODE_SCORE
