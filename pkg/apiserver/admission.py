@@ -18,6 +18,7 @@ from ..api import quota
 from ..api import validation as v
 from ..api.registry import Kind
 from ..api.selectors import SelectorError, label_selector_from_api
+from ..api.taints import TAINT_NOT_READY, TAINT_UNREACHABLE
 from ..storage.cacher import Cacher
 from ..storage.errors import NotFound
 from . import status
@@ -28,9 +29,7 @@ log = logging.getLogger(__name__)
 
 Release = Callable[[], Awaitable[None]]
 
-NOT_READY = "node.kubernetes.io/not-ready"
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
-UNREACHABLE = "node.kubernetes.io/unreachable"
 
 # upstream's plugin names (kube-apiserver --help); the ones this apiserver implements, and its defaults
 KNOWN_PLUGINS = frozenset((
@@ -151,7 +150,7 @@ class Admission:
                 self._priority(obj)
             if "DefaultTolerationSeconds" in self.plugins:
                 tols = spec.setdefault("tolerations", [])
-                for key in (NOT_READY, UNREACHABLE):
+                for key in (TAINT_NOT_READY, TAINT_UNREACHABLE):
                     if not any(t.get("key") == key and t.get("effect") in ("NoExecute", None, "") or
                                (t.get("operator") == "Exists" and not t.get("key")) for t in tols):
                         tols.append({"key": key, "operator": "Exists", "effect": "NoExecute",

@@ -15,17 +15,11 @@ import copy
 from typing import Any
 
 from kubelab.api.nodeaffinity import required_matches
-from kubelab.api.taints import untolerated
+from kubelab.api.taints import (TAINT_DISK_PRESSURE, TAINT_MEMORY_PRESSURE, TAINT_NETWORK_UNAVAILABLE, TAINT_NOT_READY,
+                                TAINT_PID_PRESSURE, TAINT_UNREACHABLE, TAINT_UNSCHEDULABLE, untolerated)
 
 Obj = dict[str, Any]
 
-TAINT_NOT_READY = "node.kubernetes.io/not-ready"
-TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
-TAINT_DISK_PRESSURE = "node.kubernetes.io/disk-pressure"
-TAINT_MEMORY_PRESSURE = "node.kubernetes.io/memory-pressure"
-TAINT_PID_PRESSURE = "node.kubernetes.io/pid-pressure"
-TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
-TAINT_NETWORK_UNAVAILABLE = "node.kubernetes.io/network-unavailable"
 OBJECT_NAME_FIELD = "metadata.name"
 
 
