@@ -163,8 +163,8 @@ class StatsProvider:
                                   "interfaces": [_iface(i) for i in ifaces]}
             if lx.process.timestamp:
                 pod["process_stats"] = {"process_count": lx.process.process_count.value}
-            await asyncio.to_thread(self._ephemeral_storage, pod)
             out.append(pod)
+        await asyncio.to_thread(lambda: [self._ephemeral_storage(p) for p in out])    # disk walks, off the loop
         return out
 
     def _ephemeral_storage(self, pod: dict) -> None:

@@ -76,14 +76,11 @@ def rank(pods: list[Obj], resource: str, stats: Mapping[str, Obj]) -> list[Obj]:
     exceeding), then lower priority first, then the larger usage above request first.
     pids: lower priority first, then more processes first."""
     usage = USAGE[resource]
-
-    def info(p: Obj) -> tuple[int | None, int]:
-        u = usage(stats.get(p["metadata"]["uid"]))
-        req = 0 if resource in ("inodes", "pids") else pod_requests(p).get(resource, 0)
-        return u, req
+    info = {id(p): (usage(stats.get(p["metadata"]["uid"])),
+                    0 if resource in ("inodes", "pids") else pod_requests(p).get(resource, 0)) for p in pods}
 
     def cmp(a: Obj, b: Obj) -> int:
-        (ua, ra), (ub, rb) = info(a), info(b)
+        (ua, ra), (ub, rb) = info[id(a)], info[id(b)]
         if resource != "pids":
             ea = ua is None or ua > ra
             eb = ub is None or ub > rb

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Iterable, Mapping
 
 from kubelab.api.quantity import BINARY_SI, QuantityError, format_quantity, parse
+from kubelab.api.resources import to_int
 
 MEMORY_AVAILABLE = "memory.available"
 ALLOCATABLE_MEMORY_AVAILABLE = "allocatableMemory.available"
@@ -208,7 +209,6 @@ def pick_threshold(met: list[Threshold]) -> Threshold:
 def hard_eviction_reservation(thresholds: Iterable[Threshold], capacity: Mapping[str, str]) -> dict[str, str]:
     """What node allocatable keeps back for the hard memory.available and nodefs.available
     thresholds (upstream's hardEvictionReservation), as quantities per resource."""
-    from kubelab.api.resources import to_int
     out: dict[str, str] = {}
     for t in thresholds:
         if not t.hard:
