@@ -400,6 +400,18 @@ class ServiceAccountTokenREST:
             obj = await self._live(resource, namespace, name)
         return obj
 
+    async def _check_bound(self, resource: str, ns: str | None, ref: dict, deleted_before: float,
+                           mismatch: str) -> None:
+        """The object a token is bound to exists, is the same one (uid) and was not deleted before
+        the leeway; TokenError with upstream's wording otherwise."""
+        obj = await self._lookup(resource, ns, ref.get("name", ""), ref.get("uid"))
+        if obj is None:
+            raise TokenError(f'{resource} "{ref.get("name")}" not found')
+        if obj["metadata"].get("uid") != ref.get("uid"):
+            raise TokenError(mismatch.format(obj["metadata"].get("uid"), ref.get("uid")))
+        if _deleted_before(obj, deleted_before):
+            raise TokenError("service account token has been invalidated")
+
     # --- authentication ---
 
     async def authenticate(self, token: str, audiences: list[str] | None = None) -> dict | None:
@@ -423,34 +435,16 @@ class ServiceAccountTokenREST:
                              f"({saref.get('uid')})")
         extra: dict[str, list[str]] = {}
         if isinstance(secref, dict):
-            secret = await self._lookup("secrets", ns, secref.get("name", ""), secref.get("uid"))
-            if secret is None:
-                raise TokenError(f'secrets "{secref.get("name")}" not found')
-            if secret["metadata"].get("uid") != secref.get("uid"):
-                raise TokenError(f"secret UID ({secret['metadata'].get('uid')}) does not match service account "
-                                 f"secret ref claim ({secref.get('uid')})")
-            if _deleted_before(secret, deleted_before):
-                raise TokenError("service account token has been invalidated")
+            await self._check_bound("secrets", ns, secref, deleted_before,
+                                    "secret UID ({}) does not match service account secret ref claim ({})")
         if isinstance(podref, dict):
-            pod = await self._lookup("pods", ns, podref.get("name", ""), podref.get("uid"))
-            if pod is None:
-                raise TokenError(f'pods "{podref.get("name")}" not found')
-            if pod["metadata"].get("uid") != podref.get("uid"):
-                raise TokenError(f"pod UID ({pod['metadata'].get('uid')}) does not match claim ({podref.get('uid')})")
-            if _deleted_before(pod, deleted_before):
-                raise TokenError("service account token has been invalidated")
+            await self._check_bound("pods", ns, podref, deleted_before, "pod UID ({}) does not match claim ({})")
             extra[EXTRA_POD_NAME] = [podref["name"]]
             extra[EXTRA_POD_UID] = [podref["uid"]]
         if isinstance(noderef, dict):
             if podref is None and secref is None:
-                node = await self._lookup("nodes", None, noderef.get("name", ""), noderef.get("uid"))
-                if node is None:
-                    raise TokenError(f'nodes "{noderef.get("name")}" not found')
-                if node["metadata"].get("uid") != noderef.get("uid"):
-                    raise TokenError(f"node UID ({node['metadata'].get('uid')}) does not match claim "
-                                     f"({noderef.get('uid')})")
-                if _deleted_before(node, deleted_before):
-                    raise TokenError("service account token has been invalidated")
+                await self._check_bound("nodes", None, noderef, deleted_before,
+                                        "node UID ({}) does not match claim ({})")
             if noderef.get("name"):
                 extra[EXTRA_NODE_NAME] = [noderef["name"]]
                 if noderef.get("uid"):
