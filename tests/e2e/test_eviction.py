@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import subprocess
-import sys
-from pathlib import Path
 
 import psutil
 import pytest
 
 from kubelab.api.resources import to_int
 from kubelab.lab.cluster import LabCluster
+from e2e.labkubectl import kjson, kubectl, wait_phase
 from polling import wait
 
 pytestmark = pytest.mark.e2e
 
-KUBECTL = str(Path(sys.executable).parent / "kubectl")
 Mi = 1024 * 1024
 
 
@@ -48,22 +45,9 @@ def lab(test_images):
         assert not problems, problems
 
 
-def kubectl(lab, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("kube-cache")
-
-    def run(*args: str, input: str | None = None) -> str:
-        p = subprocess.run([KUBECTL, "--kubeconfig", str(lab.kubeconfig), "--cache-dir", str(cache), *args],
-                           input=input, capture_output=True, text=True, timeout=120)
-        if p.returncode:
-            raise AssertionError(f"kubectl {shlex.join(args)}: {p.stdout}\n{p.stderr}\n"
-                                 + (lab.tmp / "node1" / "kubelet.log").read_text()[-3000:])
-        return p.stdout
-    return run
-
-
 @pytest.fixture
 def k(lab, tmp_path_factory):
-    return kubectl(lab, tmp_path_factory)
+    return kubectl(lab, tmp_path_factory.mktemp("kube-cache"))
 
 
 @pytest.fixture
@@ -87,10 +71,6 @@ def disk_lab(test_images, tmp_path):
         for mp in mountpoints_under(root):          # deepest first: what the kubelet left, then the root
             subprocess.run(["umount", mp], capture_output=True)
         assert not mountpoints_under(root)
-
-
-def kjson(k, *args: str) -> dict:
-    return json.loads(k(*args, "-o", "json"))
 
 
 def pod_yaml(name: str, image: str, command: str, resources: str = "{}", node: str = "") -> str:
@@ -150,8 +130,7 @@ def test_memory_pressure_evicts_the_hog_and_refuses_best_effort_pods(lab, k):
     assert any(c["type"] == "MemoryPressure" and c["status"] == "True" for c in n["status"]["conditions"])
     k("apply", "-f", "-", input=pod_yaml("late-be", image, "sleep 100000", node="node1") + "---\n" +
       pod_yaml("late-burstable", image, "sleep 100000", "{requests: {memory: 16Mi}}", node="node1"))
-    st = wait(lambda: (lambda s: s if s.get("phase") == "Failed" else None)(kjson(k, "get", "pod", "late-be")["status"]),
-              30, "the BestEffort pod refused")
+    st = wait_phase(k, "late-be", "Failed", 30, "the BestEffort pod refused")
     assert (st["reason"], st["message"]) == ("Evicted", "Pod was rejected: The node had condition: [MemoryPressure]. ")
     assert not st.get("containerStatuses") or all("running" not in c.get("state", {}) for c in st["containerStatuses"])
     wait(lambda: kjson(k, "get", "pod", "late-burstable")["status"].get("phase") == "Running", 60,
@@ -167,7 +146,7 @@ def test_memory_pressure_evicts_the_hog_and_refuses_best_effort_pods(lab, k):
 
 def test_disk_pressure_evicts_the_pod_filling_its_empty_dir(disk_lab, tmp_path_factory):
     lab, root = disk_lab
-    k = kubectl(lab, tmp_path_factory)
+    k = kubectl(lab, tmp_path_factory.mktemp("kube-cache"))
     image = lab.image_refs[0]["busybox"]
     # first the limits, with no node pressure: an emptyDir past its sizeLimit, a container's root
     # filesystem past its ephemeral-storage limit (two containers), a pod past its containers' sum
@@ -206,8 +185,7 @@ spec:
     for name, msg in (("capped", 'Usage of EmptyDir volume "data" exceeds the limit "10Mi". '),
                       ("rootfs-hog", 'Container writer exceeded its local ephemeral storage limit "10Mi". '),
                       ("pod-over", "Pod ephemeral local storage usage exceeds the total limit of containers 10Mi. ")):
-        st = wait(lambda: (lambda s: s if s.get("phase") == "Failed" else None)(kjson(k, "get", "pod", name)["status"]),
-                  60, f"{name} evicted")
+        st = wait_phase(k, name, "Failed", 60, f"{name} evicted")
         assert (st["reason"], st["message"]) == ("Evicted", msg)
     assert all(c["status"] == "False" for c in kjson(k, "get", "node", "node1")["status"]["conditions"]
                if c["type"] == "DiskPressure")
@@ -246,8 +224,7 @@ spec:
     assert any(c["type"] == "DiskPressure" and c["status"] == "True"
                for c in kjson(k, "get", "node", "node1")["status"]["conditions"])
     k("apply", "-f", "-", input=pod_yaml("late", image, "sleep 1", "{requests: {memory: 16Mi}}", node="node1"))
-    st = wait(lambda: (lambda s: s if s.get("phase") == "Failed" else None)(kjson(k, "get", "pod", "late")["status"]),
-              30, "the pod refused")
+    st = wait_phase(k, "late", "Failed", 30, "the pod refused")
     assert st["message"] == "Pod was rejected: The node had condition: [DiskPressure]. "
     wait(lambda: all(c["status"] == "False" for c in kjson(k, "get", "node", "node1")["status"]["conditions"]
                      if c["type"] == "DiskPressure"), 60, "DiskPressure cleared")

@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from kubelab.lab.cluster import LabCluster
+from e2e.labkubectl import KUBECTL, kjson, kubectl, wait_phase
 from polling import wait
 
 pytestmark = pytest.mark.e2e
 
-KUBECTL = str(Path(sys.executable).parent / "kubectl")
 
 
 @pytest.fixture(scope="module", params=["kubelab-cri", "containerd"])
@@ -46,20 +44,7 @@ def lab(request, test_images):
 
 @pytest.fixture(scope="module")
 def k(lab, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("kube-cache")
-
-    def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
-        p = subprocess.run([KUBECTL, "--kubeconfig", str(lab.kubeconfig), "--cache-dir", str(cache), *args],
-                           input=input, capture_output=True, text=True, timeout=timeout)
-        if check and p.returncode:
-            raise AssertionError(f"kubectl {shlex.join(args)}: {p.stdout}\n{p.stderr}\n"
-                                 + (lab.tmp / "node1" / "kubelet.log").read_text()[-3000:])
-        return p.stdout
-    return run
-
-
-def kjson(k, *args: str) -> dict:
-    return json.loads(k(*args, "-o", "json"))
+    return kubectl(lab, tmp_path_factory.mktemp("kube-cache"))
 
 
 def fetch(lab, node: int, url: str) -> str:
@@ -370,8 +355,7 @@ spec:
     p = subprocess.run([KUBECTL, "--kubeconfig", str(lab.kubeconfig), "attach", "-i", "attacher"],
                        input="hello over attach\n", capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "got: hello over attach" in p.stdout, (p.stdout, p.stderr)
-    st = wait(lambda: (lambda s: s if s.get("phase") == "Succeeded" else None)(kjson(k, "get", "pod", "attacher")["status"]),
-              30, "attacher Succeeded once its stdin closed")
+    wait_phase(k, "attacher", "Succeeded", 30, "attacher Succeeded once its stdin closed")
     assert k("logs", "attacher") == "got: hello over attach\n"
     k("delete", "pod", "attacher", "--grace-period=1")
     top = wait(lambda: (lambda o: o if "node1" in o else None)(k("top", "nodes", check=False)), 60, "kubectl top")
@@ -505,8 +489,7 @@ spec:
     k("run", "too-big", f"--image={image}", "--image-pull-policy=IfNotPresent", "--overrides", json.dumps(
         {"spec": {"nodeName": "node1", "containers": [{"name": "too-big", "image": image, "command": ["sleep", "9"],
                                                        "resources": {"requests": {"cpu": "1000"}}}]}}))
-    st = wait(lambda: (lambda s: s if s.get("phase") == "Failed" else None)(kjson(k, "get", "pod", "too-big")["status"]),
-              30, "too-big refused")
+    st = wait_phase(k, "too-big", "Failed", 30, "too-big refused")
     assert st["reason"] == "OutOfcpu" and st["message"].startswith(
         "Pod was rejected: Node didn't have enough resource: cpu, requested: 1000000, used: "), st
     k("delete", "pod", "inits", "oom", "too-big", "--grace-period=1")

@@ -24,26 +24,14 @@ from pathlib import Path
 import pytest
 
 from kubelab.api.tables import parse_time
+from kubelab.api.taints import TAINT_NOT_READY as NOT_READY, TAINT_UNREACHABLE as UNREACHABLE
 from kubelab.client.rest import ApiError
 from kubelab.lab.controlplane import free_port, spawn
-from polling import api
+from polling import api, wait
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-UNREACHABLE = "node.kubernetes.io/unreachable"
-NOT_READY = "node.kubernetes.io/not-ready"
-
-
-def wait(cond, timeout, what, interval=0.2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"not within {timeout}s: {what} (last: {last})")
 
 
 def stop_all(procs):
