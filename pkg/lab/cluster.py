@@ -235,12 +235,19 @@ class LabCluster:
         from kubelab.cri.api import api_pb2 as pb
         problems = []
         for i, rt in enumerate(self.rt):
-            try:
-                for sb in rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items:
-                    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=60)
-                    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sb.id), timeout=60)
-            except Exception as e:
-                problems.append(f"removing the sandboxes of {self.nodes[i].name}: {e}")
+            # a container the stopped kubelet was starting can hold its sandbox for a moment
+            # (containerd: "container is in starting state, can't be removed"): try again briefly
+            for attempt in range(10):
+                try:
+                    for sb in rt.ListPodSandbox(pb.ListPodSandboxRequest(), timeout=30).items:
+                        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=60)
+                        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sb.id), timeout=60)
+                    break
+                except Exception as e:
+                    if attempt == 9:
+                        problems.append(f"removing the sandboxes of {self.nodes[i].name}: {e}")
+                    else:
+                        time.sleep(0.5)
         return problems
 
     def restart_kubelet(self, node: int, kill: bool = True) -> None:
