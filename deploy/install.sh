@@ -51,4 +51,8 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/python -c 'import kubelab, aetcd, kubernetes' && test -x .venv/bin/kubectl
   echo "$want" > "$stamp"
 fi
+# Byte-compile the package even where PYTHONDONTWRITEBYTECODE is set: the CNI plugin is a new
+# process per pod ADD/DEL and would otherwise compile its modules on every call. Stale files are
+# ignored by Python (source mtime) and rewritten here on the next run.
+.venv/bin/python -m compileall -q pkg cmd >/dev/null
 log "ok ($(.venv/bin/kubectl version --client 2>/dev/null | head -1), $(etcd --version 2>/dev/null | head -1))"

@@ -41,7 +41,7 @@ import ipaddress
 import os
 import socket
 import sys
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # not typing's: the plugin is exec'd per pod and skips importing typing
 
 if TYPE_CHECKING:
     from typing import Any, Callable, Coroutine

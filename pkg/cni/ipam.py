@@ -23,7 +23,7 @@ import fcntl
 import ipaddress
 import os
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Union
+TYPE_CHECKING = False  # not typing's: the plugin is exec'd per pod and skips importing typing
 
 from kubelab.cni.spec import (CNIError, ERR_INTERNAL, ERR_IO, config_error, parse_dns,
                               version_at_least)
@@ -31,8 +31,8 @@ from kubelab.cni.spec import (CNIError, ERR_INTERNAL, ERR_IO, config_error, pars
 if TYPE_CHECKING:
     from typing import Any, Iterator, Mapping
 
-IP = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Net = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 LAST_IP_PREFIX = "last_reserved_ip."

@@ -3,14 +3,17 @@ JSON on stdout, exit 0 or 1 (libcni's skel flow: environment, then config name, 
 interface name, then the version, then the command).
 
 The runtime execs this for every pod, so imports are kept to what each command needs: VERSION
-loads nothing beyond json; ADD/DEL/CHECK load pyroute2's message classes only, and asyncio only
-where a command (iptables, a delegated IPAM plugin) has to be run.
+loads nothing beyond json; ADD/DEL/CHECK load the netlink codec (standard library only), and
+asyncio only where a command (iptables, a delegated IPAM plugin) has to be run.
 """
 from __future__ import annotations
 
 import os
 import sys
-from typing import BinaryIO, Mapping, TextIO
+TYPE_CHECKING = False  # not typing's: the plugin is exec'd per pod and skips importing typing
+
+if TYPE_CHECKING:
+    from typing import BinaryIO, Mapping, TextIO
 
 from kubelab.cni import spec
 from kubelab.cni.spec import CNIError
@@ -49,8 +52,6 @@ def run(env: Mapping[str, str], stdin: BinaryIO, stdout: TextIO, stderr: TextIO)
             raise CNIError(spec.ERR_INCOMPATIBLE_VERSION, "config version does not allow CHECK")
         spec.check_version(cni_version)
 
-        from kubelab.cni import netlink
-        netlink.fast_import()
         from kubelab.cni import bridge
         bconf = bridge.parse_conf(conf, args.args, cni_version)
         if args.command == "ADD":

@@ -1,10 +1,13 @@
 """Just enough rtnetlink for the bridge plugin: links, bridge ports, addresses and routes.
 
-Messages are encoded and decoded by pyroute2's message classes (ifinfmsg, ifaddrmsg, rtmsg); the
-transport is a plain blocking NETLINK_ROUTE socket, because the plugin is a short-lived process
-that the runtime execs for every pod and pyroute2's IPRoute (asyncio, ndb, plugins) costs more to
-import than the whole ADD takes. `fast_import()` lets the plugin executable load only the message
-modules (about 20 ms instead of 150 ms); library users get pyroute2 imported the ordinary way.
+The plugin is a short-lived process that the runtime execs for every pod ADD and DEL, so this
+module imports nothing beyond the standard library's socket and struct: messages are packed and
+parsed here (struct ifinfomsg, ifaddrmsg, rtmsg and the attributes below, numbered as in
+linux/if_link.h, if_addr.h and rtnetlink.h), over a plain blocking NETLINK_ROUTE socket.
+pyroute2's message classes did this before; importing them (pyroute2.netlink pulls in logging,
+multiprocessing and platform) cost the plugin about 45 ms of CPU per call, more than its netlink
+work. Only the attributes the plugin, the kubelet's pod routes and kube-proxy's dummy interface use
+are known; other attributes in kernel answers are skipped.
 
 Work inside a container's network namespace is done by entering it on the calling thread
 (setns(2) affects only that thread) for just as long as it takes to open a netlink socket there and
@@ -17,7 +20,7 @@ import os
 import socket
 import struct
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # not typing's: the plugin is exec'd per pod and skips importing typing
 
 if TYPE_CHECKING:
     from typing import Any, Iterator
@@ -42,40 +45,156 @@ RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 RTPROT_BOOT = 3
 RTN_UNICAST = 1
 
-_MSG: dict[str, Any] = {}
+NLA_TYPE_MASK = 0x3FFF
+_OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+
+# message kind -> (struct of its fixed header, field names, attribute table)
+# attribute table: name -> (type number, how the payload is coded)
+_IFLA = {"IFLA_ADDRESS": (1, "mac"), "IFLA_IFNAME": (3, "str"), "IFLA_MTU": (4, "u32"), "IFLA_LINK": (5, "u32"),
+         "IFLA_MASTER": (10, "u32"), "IFLA_PROTINFO": (12, "brport"), "IFLA_OPERSTATE": (16, "operstate"),
+         "IFLA_LINKINFO": (18, "linkinfo"), "IFLA_NET_NS_FD": (28, "u32")}
+_LINKINFO = {"IFLA_INFO_KIND": (1, "str"), "IFLA_INFO_DATA": (2, "info_data")}
+_BRPORT = {"IFLA_BRPORT_MODE": (4, "u8")}
+_INFO_DATA = {"veth": {"VETH_INFO_PEER": (1, "peer")},
+              "bridge": {"IFLA_BR_NF_CALL_IPTABLES": (36, "u8"), "IFLA_BR_NF_CALL_IP6TABLES": (37, "u8")}}
+_IFA = {"IFA_ADDRESS": (1, "ip"), "IFA_LOCAL": (2, "ip"), "IFA_BROADCAST": (4, "ip")}
+_RTA = {"RTA_DST": (1, "ip"), "RTA_OIF": (4, "u32"), "RTA_GATEWAY": (5, "ip"), "RTA_TABLE": (15, "u32")}
+_KINDS: dict[str, tuple[struct.Struct, tuple[str, ...], dict[str, tuple[int, str]]]] = {
+    "ifinfmsg": (struct.Struct("=BxHiII"), ("family", "ifi_type", "index", "flags", "change"), _IFLA),
+    "ifaddrmsg": (struct.Struct("=BBBBI"), ("family", "prefixlen", "flags", "scope", "index"), _IFA),
+    "rtmsg": (struct.Struct("=BBBBBBBBI"),
+              ("family", "dst_len", "src_len", "tos", "table", "proto", "scope", "type", "flags"), _RTA),
+}
+_NLA = struct.Struct("=HH")
+_NLMSGHDR = struct.Struct("=IHHII")
+_INTS = {"u8": struct.Struct("=B"), "u16": struct.Struct("=H"), "u32": struct.Struct("=I")}
 
 
-def fast_import() -> None:
-    """Load pyroute2's rtnetlink message classes without running pyroute2/__init__.py (which imports
-    every pyroute2 API: IPRoute, NDB, asyncio, ssl...). Only for a process that uses nothing else of
-    pyroute2, like the plugin executable: the package module left in sys.modules is a bare stub."""
-    import sys
-    if "pyroute2" in sys.modules or _MSG:
-        return
-    import importlib.util
-    import types
-    spec = importlib.util.find_spec("pyroute2")
-    if spec is None or not spec.submodule_search_locations:
-        return
-    stub = types.ModuleType("pyroute2")
-    stub.__path__ = list(spec.submodule_search_locations)
-    stub.__spec__ = spec
-    sys.modules["pyroute2"] = stub
-    try:
-        _load()
-    except Exception:  # an unexpected pyroute2 layout: fall back to the ordinary import
-        for name in [m for m in sys.modules if m == "pyroute2" or m.startswith("pyroute2.")]:
-            del sys.modules[name]
-        _MSG.clear()
+class Message:
+    """A decoded (or to-be-encoded) rtnetlink message: header fields by name, known attributes."""
+    __slots__ = ("kind", "fields", "attrs")
+
+    def __init__(self, kind: str, fields: dict[str, int], attrs: dict[str, Any]) -> None:
+        self.kind, self.fields, self.attrs = kind, fields, attrs
+
+    def __getitem__(self, name: str) -> int:
+        return self.fields[name]
+
+    def get_attr(self, name: str) -> Any:
+        return self.attrs.get(name)
 
 
-def _load() -> dict[str, Any]:
-    if not _MSG:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
-        _MSG.update(ifinfmsg=ifinfmsg, ifaddrmsg=ifaddrmsg, rtmsg=rtmsg)
-    return _MSG
+def _pad(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def _nla(atype: int, payload: bytes) -> bytes:
+    return _NLA.pack(4 + len(payload), atype) + payload + b"\0" * (_pad(len(payload)) - len(payload))
+
+
+def _encode_value(how: str, value: Any) -> bytes:
+    if how in _INTS:
+        return _INTS[how].pack(value)
+    if how == "str":
+        return value.encode() + b"\0"
+    if how == "mac":
+        return bytes.fromhex(value.replace(":", ""))
+    if how == "ip":
+        return socket.inet_pton(socket.AF_INET6 if ":" in value else socket.AF_INET, value)
+    if how == "operstate":
+        return bytes([_OPERSTATES.index(value)])
+    if how == "brport":
+        return _encode_attrs(value["attrs"], _BRPORT)
+    if how == "linkinfo":
+        items = value["attrs"]
+        kind = next((v for n, v, *_ in items if n == "IFLA_INFO_KIND"), "")
+        out = b""
+        for name, v, *flags in items:
+            atype, vhow = _LINKINFO[name]
+            payload = _encode_attrs(v["attrs"], _INFO_DATA.get(kind, {})) if vhow == "info_data" \
+                else _encode_value(vhow, v)
+            out += _nla(atype | (flags[0] if flags else 0), payload)
+        return out
+    if how == "peer":  # VETH_INFO_PEER: a struct ifinfomsg, then the peer's IFLA attributes
+        return _KINDS["ifinfmsg"][0].pack(0, 0, 0, 0, 0) + _encode_attrs(value["attrs"], _IFLA)
+    raise ValueError(f"cannot encode a netlink attribute as {how}")
+
+
+def _encode_attrs(attrs: list[Any], table: dict[str, tuple[int, str]]) -> bytes:
+    """attrs: (name, value) or (name, value, NLA_F_* flags); a nested value is {"attrs": [...]}."""
+    out = b""
+    for name, value, *flags in attrs:
+        try:
+            atype, how = table[name]
+        except KeyError:
+            raise ValueError(f"unknown netlink attribute {name}") from None
+        out += _nla(atype | (flags[0] if flags else 0), _encode_value(how, value))
+    return out
+
+
+def _decode_value(how: str, data: bytes, kind: str = "") -> Any:
+    if how in _INTS:
+        size = _INTS[how].size
+        return _INTS[how].unpack(data[:size])[0] if len(data) >= size else 0
+    if how == "str":
+        return data.split(b"\0", 1)[0].decode(errors="replace")
+    if how == "mac":
+        return ":".join(f"{b:02x}" for b in data)
+    if how == "ip":
+        if len(data) == 4:
+            return socket.inet_ntop(socket.AF_INET, data)
+        if len(data) == 16:
+            return socket.inet_ntop(socket.AF_INET6, data)
+        return None
+    if how == "operstate":
+        return _OPERSTATES[data[0]] if data and data[0] < len(_OPERSTATES) else "UNKNOWN"
+    if how == "brport":
+        return _decode_attrs(data, _BRPORT)
+    if how == "linkinfo":
+        raw = {t: v for t, v in _iter_attrs(data)}
+        link_kind = _decode_value("str", raw[1]) if 1 in raw else ""
+        info: dict[str, Any] = {"IFLA_INFO_KIND": link_kind}
+        if 2 in raw:
+            info["IFLA_INFO_DATA"] = _decode_attrs(raw[2], _INFO_DATA.get(link_kind, {}))
+        return info
+    if how == "peer":
+        return _decode_attrs(data[_KINDS["ifinfmsg"][0].size:], _IFLA)
+    return data
+
+
+def _iter_attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
+    off = 0
+    while off + 4 <= len(data):
+        length, atype = _NLA.unpack_from(data, off)
+        if length < 4:
+            return
+        yield atype & NLA_TYPE_MASK, data[off + 4:off + length]
+        off += _pad(length)
+
+
+def _decode_attrs(data: bytes, table: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    by_type = {atype: (name, how) for name, (atype, how) in table.items()}
+    out: dict[str, Any] = {}
+    for atype, payload in _iter_attrs(data):
+        known = by_type.get(atype)
+        if known is not None and known[0] not in out:
+            out[known[0]] = _decode_value(known[1], payload)
+    return out
+
+
+def encode(kind: str, msg_type: int, flags: int, seq: int, fields: dict[str, int], attrs: list[Any]) -> bytes:
+    """One netlink message: nlmsghdr, the kind's fixed header from fields (0 where missing), attrs."""
+    hdr, names, table = _KINDS[kind]
+    body = hdr.pack(*(fields.get(n, 0) for n in names)) + _encode_attrs(attrs, table)
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, seq, 0) + body
+
+
+def decode(kind: str, chunk: bytes) -> Message:
+    """The message in chunk (nlmsghdr included)."""
+    hdr, names, table = _KINDS[kind]
+    start = _NLMSGHDR.size
+    fields = dict(zip(names, hdr.unpack_from(chunk, start)))
+    return Message(kind, fields, _decode_attrs(chunk[start + _pad(hdr.size):], table))
 
 
 class NetlinkError(OSError):
@@ -213,7 +332,6 @@ class RTNL:
     """A blocking rtnetlink socket in the namespace it was created in."""
 
     def __init__(self) -> None:
-        _load()
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
         self.sock.bind((0, 0))
         self.seq = 0
@@ -233,19 +351,9 @@ class RTNL:
                 attrs: list[Any]) -> list[Any]:
         """Send one request and return the decoded answers (dump parts or an echo); raise
         NetlinkError on a negative ACK."""
-        cls = _MSG[kind]
-        msg = cls()
-        for k, v in fields.items():
-            msg[k] = v
-        msg["attrs"] = attrs
         self.seq += 1
-        msg["header"]["type"] = msg_type
-        msg["header"]["flags"] = flags | NLM_F_REQUEST
-        msg["header"]["sequence_number"] = self.seq
-        msg["header"]["pid"] = 0
-        msg.encode()
-        self.sock.send(bytes(msg.data))
-        out: list[Any] = []
+        self.sock.send(encode(kind, msg_type, flags | NLM_F_REQUEST, self.seq, fields, attrs))
+        out: list[Message] = []
         dump = bool(flags & NLM_F_DUMP)
         while True:
             data = self.sock.recv(1 << 20)
@@ -265,26 +373,16 @@ class RTNL:
                     return out
                 if mtype == NLMSG_DONE:
                     return out
-                m = cls(chunk)
-                m.decode()
-                out.append(m)
+                out.append(decode(kind, chunk))
                 if not dump and not (mflags & NLM_F_MULTI) and not (flags & NLM_F_ACK):
                     return out
 
     # -- links -------------------------------------------------------------------------------
 
     @staticmethod
-    def _link(m: Any) -> Link:
-        kind, data = "", {}
-        info = m.get_attr("IFLA_LINKINFO")
-        if info is not None:
-            kind = info.get_attr("IFLA_INFO_KIND") or ""
-            d = info.get_attr("IFLA_INFO_DATA")
-            if d is not None and hasattr(d, "get"):
-                try:
-                    data = {k: v for k, v in d["attrs"]}
-                except (TypeError, ValueError, KeyError):
-                    data = {}
+    def _link(m: Message) -> Link:
+        info = m.get_attr("IFLA_LINKINFO") or {}
+        kind, data = info.get("IFLA_INFO_KIND", ""), info.get("IFLA_INFO_DATA") or {}
         return Link(index=m["index"], name=m.get_attr("IFLA_IFNAME") or "", kind=kind,
                     mac=(m.get_attr("IFLA_ADDRESS") or "").lower(), mtu=m.get_attr("IFLA_MTU") or 0,
                     flags=m["flags"], master=m.get_attr("IFLA_MASTER") or 0,

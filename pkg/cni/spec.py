@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+TYPE_CHECKING = False  # not typing's: the plugin is exec'd per pod and skips importing typing
 
 if TYPE_CHECKING:
     from typing import Any, Mapping

@@ -29,6 +29,7 @@ from typing import Any, Awaitable, Callable
 
 from kubelab.lab.controlplane import APIServerProc, Etcd, Pki, free_port, spawn, stop
 from kubelab.lab.nodes import HOST_IP, LabNetwork, Node
+from kubelab.cni import launcher as cni_launcher
 from kubelab.lab.runtimes import CNI_BIN_DIR, KubelabCRIProc
 
 BIN = Path(sys.executable).parent
@@ -125,9 +126,7 @@ class LabCluster:
             self.loop.run(self._api_up())
             self.cni_bin = self.tmp / "cnibin"
             self.cni_bin.mkdir()
-            exe = self.cni_bin / "kubelab-bridge"
-            exe.write_text(f"#!{sys.executable}\nimport sys\nfrom kubelab.cmd.cni_bridge import main\nsys.exit(main())\n")
-            exe.chmod(0o755)
+            cni_launcher.install(self.cni_bin)
             os.symlink(CNI_BIN_DIR / "portmap", self.cni_bin / "portmap")
             os.symlink(CNI_BIN_DIR / "loopback", self.cni_bin / "loopback")     # containerd sets up lo with it
             if self.kubelets:

@@ -128,6 +128,7 @@ class Lab:
         self._save(pids)
 
     def _nodes_up(self, pids: dict[str, int], log) -> None:
+        from kubelab.cni import launcher as cni_launcher
         from kubelab.cri.image.archive import import_archive
         from kubelab.cri.image.build import build
         from kubelab.cri.image.store import ImageStore
@@ -148,9 +149,7 @@ class Lab:
         archives = {name: asyncio.run(build(name, self.state / "images" / f"{name}.tar")) for name in IMAGES}
         cni_bin = self.state / "cnibin"
         cni_bin.mkdir(exist_ok=True)
-        exe = cni_bin / "kubelab-bridge"
-        exe.write_text(f"#!{sys.executable}\nimport sys\nfrom kubelab.cmd.cni_bridge import main\nsys.exit(main())\n")
-        exe.chmod(0o755)
+        cni_launcher.install(cni_bin)
         if not (cni_bin / "portmap").exists():
             os.symlink(CNI_BIN_DIR / "portmap", cni_bin / "portmap")
         refs: dict[str, str] = {}

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from kubelab import proc
+from kubelab.cni import launcher as cni_launcher
 from kubelab.cni.masq import chain_name
 
 pytestmark = pytest.mark.e2e
@@ -43,12 +44,8 @@ if not os.path.exists(REF) or os.geteuid() != 0:
 
 @pytest.fixture(scope="module")
 def ours(tmp_path_factory) -> str:
-    """A CNI bin dir holding kubelab-bridge as the console script would be."""
-    d = tmp_path_factory.mktemp("cnibin")
-    exe = d / "kubelab-bridge"
-    exe.write_text(f"#!{sys.executable}\nimport sys\nfrom kubelab.cmd.cni_bridge import main\nsys.exit(main())\n")
-    exe.chmod(0o755)
-    return str(exe)
+    """A CNI bin dir holding kubelab-bridge as the labs install it (kubelab.cni.launcher)."""
+    return str(cni_launcher.install(tmp_path_factory.mktemp("cnibin")))
 
 
 class Out:

@@ -94,7 +94,7 @@ def plan(desired: DesiredState, services: dict[tuple[str, str, int], VirtualServ
 def service_nla(vs: VirtualServer) -> Any:
     """pyroute2's IPVSService for a virtual server (AF, protocol, address, port, scheduler, flags,
     persistence timeout, /32 or /128 netmask)."""
-    from pyroute2.ipvs import IPVSService  # the submodule: works under cni.netlink.fast_import too
+    from pyroute2.ipvs import IPVSService
     ip = ipaddress.ip_address(vs.address)
     kw: dict[str, Any] = {"af": socket.AF_INET if ip.version == 4 else socket.AF_INET6, "addr": vs.address,
                           "port": vs.port, "protocol": PROTOCOLS[vs.protocol], "sched_name": vs.scheduler,
@@ -131,7 +131,7 @@ def message(op: Op) -> Any:
 
 
 def _vs_from(msg: Any) -> VirtualServer:
-    from pyroute2.ipvs import IPVSService  # the submodule: works under cni.netlink.fast_import too
+    from pyroute2.ipvs import IPVSService
     s = IPVSService.from_message(msg)
     flags = s.get("flags") or {}
     return VirtualServer(str(s.get("addr")), int(s.get("port") or 0), PROTOCOL_NAMES.get(s.get("protocol"), "TCP"),
