@@ -11,10 +11,16 @@ Both CRI runtimes run on this machine in the same run with the same CNI config l
 bridge + host-local + portmap plugins from /usr/lib/cni, on a bench bridge and subnet) and the same
 images, built from Debian packages (kubelab.cri.image.build) and imported before timing: busybox
 into kubelab-cri's root (import_archive), busybox and pause (containerd's sandbox image) with
-`ctr images import`. The floor is raw runc: `runc run -d` of the OCI config.json kubelab-cri
+`ctr images import`. The baseline is raw runc: `runc run -d` of the OCI config.json kubelab-cri
 generated for its warm-up container, with its namespaces made fresh (no paths), a new cgroupsPath
 per run, the sandbox's bind-mounted files copied, over a plain unpacked rootfs of the same image and
 with stdio on /dev/null: no network, no log, no runtime daemon.
+
+The floor, also timed in the same run, is what any CRI runtime built from the parts the issue names
+has to exec for such a pod, with no daemon around it: the CNI ADD of the same config list (the
+plugins exec'd in order, as libcni does, into a namespace made beforehand), conmon running `runc
+create` of the same spec joined to that namespace, and `runc start`. Its ratio to raw runc shows
+how much of the 2x the mandated parts leave to the runtime itself.
 
 Targets: kubelab-cri p50 and p99 <= 1.0x containerd's, and <= 2x raw runc's.
 Environment: BENCH_PODS (30); BENCH_QUIET_WAIT, BENCH_MAX_OTHER_CORES, BENCH_ATTEMPTS, BENCH_BUDGET_S as
@@ -59,8 +65,9 @@ GATEWAY = "10.251.0.1"
 CGROUP_BASE = "kubelab-bench"          # + "-kubelab-cri", "-containerd", "-runc": one tree per runtime
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 COMMAND = ["sleep", "3600"]
-RUNTIMES = ("kubelab-cri", "containerd", "runc")
+RUNTIMES = ("kubelab-cri", "containerd", "runc", "floor")
 RPCS = ("RunPodSandbox", "CreateContainer", "StartContainer")
+FLOOR_STEPS = ("CNI ADD", "conmon + runc create", "runc start")
 RPC_TIMEOUT = 60
 
 
@@ -218,6 +225,99 @@ class RawRunc:
         res = run_sync([RUNC, "--root", str(self.state), "list", "--format", "json"], check=False)
         for c in json.loads(res.stdout or b"null") or []:
             run_sync([RUNC, "--root", str(self.state), "delete", "--force", c["id"]], check=False, timeout=30)
+
+
+class FloorPods:
+    """The floor: what a runtime made of these parts must exec per pod, timed without a daemon.
+
+    Per pod, untimed: a network namespace pinned by a bind mount (as kubelab-cri and CRI-O do) and a
+    bundle (raw runc's spec joined to that namespace). Timed: CNI ADD of the bench's config list
+    (kubelab.cri.runtime.cni execs the plugins in order with the previous result), conmon with
+    `runc create` until conmon reports the container's pid on its sync pipe, and `runc start`.
+    Removal (untimed): runc delete, CNI DEL, the namespace unpinned."""
+
+    def __init__(self, base: Path, spec: dict, conf_dir: Path) -> None:
+        from kubelab.cri.runtime.cni import CNI
+        self.base = base
+        self.state = base / "state"
+        self.exits = base / "exits"
+        for d in (self.state, self.exits, base / "netns", base / "cni-cache"):
+            d.mkdir(parents=True, exist_ok=True)
+        self.spec = spec
+        self.cni = CNI(conf_dir, [CNI_BIN_DIR], base / "cni-cache")
+        self.conmon = shutil.which("conmon") or "/usr/bin/conmon"
+        self.cgroup_base = f"{CGROUP_BASE}-floor"
+        self.netns: dict[str, Path] = {}
+
+    def start(self, name: str) -> tuple[str, dict[str, float]]:
+        from kubelab.cri.runtime import namespaces
+        cid = f"{name}-{uuid.uuid4().hex[:8]}"
+        bundle = self.base / "bundles" / cid
+        (bundle / "persist").mkdir(parents=True)
+        netns = self.base / "netns" / cid
+        asyncio.run(namespaces.pin({"net": netns}))
+        self.netns[cid] = netns
+        linux = dict(self.spec["linux"], cgroupsPath=f"/{self.cgroup_base}/{cid}",
+                     namespaces=[dict(n, path=str(netns)) if n["type"] == "network" else n
+                                 for n in self.spec["linux"]["namespaces"]])
+        (bundle / "config.json").write_text(json.dumps(dict(self.spec, linux=linux)))
+        steps = {"CNI ADD": asyncio.run(self._timed_add(cid, netns, name))}
+        args = [self.conmon, "--api-version", "--cid", cid, "--cuuid", cid, "--name", cid, "--runtime", RUNC,
+                "--bundle", str(bundle), "--container-pidfile", str(bundle / "pidfile"),
+                "--conmon-pidfile", str(bundle / "persist" / "conmon.pid"), "--log-path",
+                f"k8s-file:{bundle / 'ctr.log'}", "--exit-dir", str(self.exits), "--persist-dir",
+                str(bundle / "persist"), "--socket-dir-path", str(bundle), "--full-attach", "--syslog",
+                "--log-level", "info", "--runtime-arg", f"--root={self.state}"]
+        r, w = os.pipe()
+        try:
+            t0 = time.perf_counter()
+            rc = subprocess.run(args, env=dict(os.environ, _OCI_SYNCPIPE=str(w)), pass_fds=(w,),
+                                cwd=str(bundle / "persist"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, timeout=RPC_TIMEOUT).returncode
+            os.close(w)
+            w = -1
+            line = os.read(r, 4096)
+            steps["conmon + runc create"] = time.perf_counter() - t0
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+        if rc != 0 or b'"data": -' in line or not line:
+            raise BenchError(f"floor: conmon could not create {cid}: exit {rc}, {line[:300]!r}")
+        t0 = time.perf_counter()
+        res = run_sync([RUNC, "--root", str(self.state), "start", cid], check=False, timeout=RPC_TIMEOUT)
+        steps["runc start"] = time.perf_counter() - t0
+        if res.returncode != 0:
+            raise BenchError(f"floor: runc start {cid}: {res.stderr.decode(errors='replace').strip()[-300:]}")
+        return cid, steps
+
+    async def _timed_add(self, cid: str, netns: Path, name: str) -> float:
+        t0 = time.perf_counter()
+        await self.cni.add(cid, netns, "eth0", {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": "bench",
+                                                "K8S_POD_NAME": name, "K8S_POD_INFRA_CONTAINER_ID": cid})
+        return time.perf_counter() - t0
+
+    def running(self, cid: str) -> bool:
+        res = run_sync([RUNC, "--root", str(self.state), "state", cid], check=False)
+        return res.returncode == 0 and json.loads(res.stdout).get("status") == "running"
+
+    def remove(self, cid: str) -> None:
+        from kubelab.cri.runtime import namespaces
+        run_sync([RUNC, "--root", str(self.state), "delete", "--force", cid], check=False, timeout=30)
+        netns = self.netns.pop(cid, None)
+        if netns is not None:
+            asyncio.run(self.cni.delete(cid, netns, "eth0"))
+            asyncio.run(namespaces.unpin([netns]))
+        (self.exits / cid).unlink(missing_ok=True)
+        shutil.rmtree(self.base / "bundles" / cid, ignore_errors=True)
+
+    def remove_all(self) -> None:
+        if self.state.is_dir():
+            res = run_sync([RUNC, "--root", str(self.state), "list", "--format", "json"], check=False)
+            for c in json.loads(res.stdout or b"null") or []:
+                run_sync([RUNC, "--root", str(self.state), "delete", "--force", c["id"]], check=False, timeout=30)
+        for cid in list(self.netns):
+            self.remove(cid)
 
 
 def _runc_log_error(path: Path) -> str:
@@ -399,6 +499,7 @@ class Bench:
         self.kc: KubelabCRIProc | None = None
         self.ctrd: ContainerdProc | None = None
         self.raw: RawRunc | None = None
+        self.floor: FloorPods | None = None
         self.clients: dict[str, CRIPods] = {}
         self.chains_before = nat_chains()
         self.bridge_existed = link_exists(BRIDGE)
@@ -417,6 +518,7 @@ class Bench:
                 for n in ("busybox", "pause")}
         conf_dir, data_dir = self.tmp / "net.d", self.tmp / "ipam"
         write_conflist(conf_dir, data_dir)
+        self.conf_dir = conf_dir
         cni = {"conf_dir": conf_dir, "bin_dir": CNI_BIN_DIR}
 
         self.kc = KubelabCRIProc(self.tmp / "kubelab-cri", cni, cgroup_parent=f"/{CGROUP_BASE}-kubelab-cri",
@@ -477,12 +579,17 @@ class Bench:
         if not self.raw.running(rid):
             raise BenchError("the raw runc warm-up container is not running")
         self.raw.remove(rid)
+        self.floor = FloorPods(self.tmp / "floor", self.raw.spec, self.conf_dir)
+        fid, _ = self.floor.start("warmup")
+        if not self.floor.running(fid):
+            raise BenchError("the floor's warm-up container is not running")
+        self.floor.remove(fid)
 
     def measure(self, pods: int, load: OtherLoad) -> tuple[dict[str, list[dict]], float, dict[str, float]]:
         """pods pods per runtime, taking turns; per pod the seconds of each step (and, for
         kubelab-cri, its CPU seconds). Returns the samples, the measured wall time and the CPU
         seconds the daemons (with the children they reaped) and this process used meanwhile."""
-        assert self.raw is not None and self.kc is not None and self.kc.proc is not None
+        assert self.raw is not None and self.floor is not None and self.kc is not None and self.kc.proc is not None
         assert self.ctrd is not None and self.ctrd.proc is not None
         kc_proc, ctrd_proc, me = (psutil.Process(self.kc.proc.pid), psutil.Process(self.ctrd.proc.pid),
                                   psutil.Process())
@@ -500,6 +607,11 @@ class Bench:
                     cid, took = self.raw.start(pod)
                     samples[rt].append({"total": took})
                     self.raw.remove(cid)
+                    continue
+                if rt == "floor":
+                    cid, steps = self.floor.start(pod)
+                    samples[rt].append({"total": sum(steps.values()), **steps})
+                    self.floor.remove(cid)
                     continue
                 client = self.clients[rt]
                 before = kc_proc.cpu_times()
@@ -544,6 +656,11 @@ class Bench:
             c.close()
         if self.raw is not None:
             self.raw.remove_all()
+        if self.floor is not None:
+            try:
+                self.floor.remove_all()
+            except Exception as e:  # noqa: BLE001 - note it, go on removing the rest
+                self.problems.append(f"floor: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
         if self.spy is not None:
             if self.kc is not None and self.kc.proc is not None:
                 self.kc.stop()
@@ -647,7 +764,7 @@ def run_once(pods: int, quiet_wait: float | None) -> dict:
 def summarise(samples: dict[str, list[dict]], measured: float, cpu: dict[str, float], pods: int) -> dict:
     total = {rt: summarize(s["total"] for s in samples[rt]) for rt in RUNTIMES}
     other = cpu["other"] / measured if measured > 0 else None
-    k, c, r = total["kubelab-cri"], total["containerd"], total["runc"]
+    k, c, r, fl = total["kubelab-cri"], total["containerd"], total["runc"], total["floor"]
     g = f"{pods} pods per runtime, one at a time, image present"
     note = "RunPodSandbox + CreateContainer + StartContainer"
     figures = [
@@ -663,15 +780,21 @@ def summarise(samples: dict[str, list[dict]], measured: float, cpu: dict[str, fl
         figure("kubelab-cri pod start p99 vs raw runc", k["p99"], "s", peer_name="runc run -d p99",
                peer_value=r["p99"], target="<= 2x runc run -d", target_value=2 * r["p99"], higher_is_better=False,
                group=g, other_cores=other),
+        figure("floor p50 vs raw runc", fl["p50"], "s", peer_name="runc run -d p50", peer_value=r["p50"], group=g,
+               note="CNI ADD + conmon/runc create + runc start, no daemon; for scale, no target", other_cores=other),
+        figure("kubelab-cri pod start p50 vs the floor", k["p50"], "s", peer_name="floor p50", peer_value=fl["p50"],
+               group=g, note="the runtime's own share; for scale, no target", other_cores=other),
         figure("containerd pod start p50 vs raw runc", c["p50"], "s", peer_name="runc run -d p50",
                peer_value=r["p50"], group=g, note="for scale, no target", other_cores=other),
         figure("containerd pod start p99 vs raw runc", c["p99"], "s", peer_name="runc run -d p99",
                peer_value=r["p99"], group=g, note="for scale, no target", other_cores=other),
     ]
-    latency = {"kubelab-cri pod start": k, "containerd pod start": c, "runc run -d": r}
+    latency = {"kubelab-cri pod start": k, "containerd pod start": c, "runc run -d": r, "floor": fl}
     for rt in ("kubelab-cri", "containerd"):
         for rpc in RPCS:
             latency[f"{rt} {rpc}"] = summarize(s[rpc] for s in samples[rt])
+    for step in FLOOR_STEPS:
+        latency[f"floor {step}"] = summarize(s[step] for s in samples["floor"])
     kc = samples["kubelab-cri"]
     cpu_per_pod = {"self": summarize(s["cpu_self"] for s in kc), "children": summarize(s["cpu_children"] for s in kc)}
     return {
@@ -681,10 +804,12 @@ def summarise(samples: dict[str, list[dict]], measured: float, cpu: dict[str, fl
                         f"time (each removed, untimed, before the next), after one uncounted warm-up pod per "
                         f"runtime; the runtimes take turns pod by pod. kubelab-cri and containerd 1.6 run side by "
                         f"side with the same CNI config list (reference bridge + host-local + portmap plugins on "
-                        f"a bench bridge and subnet) and the same images built from Debian packages. The floor is "
+                        f"a bench bridge and subnet) and the same images built from Debian packages. The baseline is "
                         f"raw `runc run -d` of the OCI spec kubelab-cri generated for its warm-up container, with "
                         f"fresh namespaces and its own cgroup, over a plain unpacked rootfs, stdio on /dev/null "
-                        f"(no network, no log, no daemon)."),
+                        f"(no network, no log, no daemon). The floor is what a runtime made of these parts must exec "
+                        f"per pod, timed without a daemon: CNI ADD of the same config list, conmon with runc "
+                        f"create of the same spec, runc start."),
         "params": {"pods": pods, "command": COMMAND, "bridge": BRIDGE, "subnet": SUBNET},
         "figures": figures,
         "latency": latency,
@@ -722,6 +847,8 @@ def main() -> int:
     print("per RPC p50: " + "; ".join(
         f"{rt} " + ", ".join(f"{rpc} {harness.fmt(lat[f'{rt} {rpc}']['p50'], 's')}" for rpc in RPCS)
         for rt in ("kubelab-cri", "containerd")), flush=True)
+    print("floor p50: " + ", ".join(f"{step} {harness.fmt(lat[f'floor {step}']['p50'], 's')}" for step in FLOOR_STEPS),
+          flush=True)
     if result["cleanup_problems"]:
         print(f"bench {NAME}: cleanup: " + "; ".join(result["cleanup_problems"]), file=sys.stderr)
         return 1
