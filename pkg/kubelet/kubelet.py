@@ -100,7 +100,7 @@ class Kubelet:
         self.services = self.factory.informer("v1", "services")
         self.configmaps = self.factory.informer("v1", "configmaps")
         self.secrets = self.factory.informer("v1", "secrets")
-        self.volumes = VolumeManager(client, cfg.root_dir, cfg.node_name)
+        self.volumes = VolumeManager(client, cfg.root_dir, cfg.node_name, cached=self._cached_source)
         self.recorder = EventRecorder(client, component="kubelet", host=cfg.node_name)
         self.probes = ProbeManager(self._exec_sync, on_change=self._trigger_soon,
                                    on_liveness_failure=self._liveness_failed, recorder=self.recorder)
@@ -232,6 +232,13 @@ class Kubelet:
         uid = pod["metadata"]["uid"]
         self.known.pop(uid, None)
         self._trigger(uid)
+
+    def _cached_source(self, resource: str, ns: str, name: str) -> Obj | None:
+        """A configMap or secret as the informers last saw it (None if they do not hold it), so a
+        pod's sync does not read each of its sources from the API again (upstream's watch-based
+        configMap and secret managers)."""
+        inf = self.configmaps if resource == "configmaps" else self.secrets if resource == "secrets" else None
+        return inf.get(f"{ns}/{name}") if inf is not None else None
 
     def _on_source(self, kind: str):
         """A configMap or secret changed: the pods that use it resync their volumes and env."""
@@ -455,8 +462,7 @@ class Kubelet:
         waiting = self.waiting.setdefault(uid, Waiting())
         waiting.reasons.clear()
         try:
-            await self.volumes.setup(pod)
-            await self.volumes.resync(pod)
+            await self.volumes.setup(pod)       # also brings payloads (configMap, secret, token...) up to date
         except VolumeError as e:
             self._event(pod, "Warning", e.reason, e.message)
             await self._write_status(pod, rt)

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from kubelab import proc
-from kubelab.cri import mounts
+from kubelab import mounts
 from kubelab.cri.fsutil import disk_usage
 from kubelab.cri.image.content import ContentStore, check_digest, sweep_tmp, tmp_name
 from kubelab.cri.image.unpack import LayerError, unpack_layer

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, TypeVar
 
-from kubelab.cri import mounts
+from kubelab import mounts
 
 KINDS = ("net", "uts", "ipc")
 CLONE_NEWNET, CLONE_NEWUTS, CLONE_NEWIPC = 0x40000000, 0x04000000, 0x08000000

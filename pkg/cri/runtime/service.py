@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from kubelab import proc
+from kubelab import mounts, proc
+from kubelab.cri import errors
 from kubelab.cri.api import api_pb2 as pb
 from kubelab.cri.image.store import ImageStore
-from kubelab.cri import errors, mounts
 from kubelab.cri.fsutil import disk_usage
 from kubelab.cri.runtime import cgroups, namespaces, pidns, spec as ocispec
 from kubelab.cri.runtime.cni import CNI, CNIError

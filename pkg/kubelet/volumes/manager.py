@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kubelab.client.rest import ApiError, Client, is_not_found
 from kubelab.kubelet.expansion import expand
@@ -35,7 +35,6 @@ from kubelab.kubelet.volumes.ownership import set_volume_ownership
 from kubelab.kubelet.volumes.payload import (DEFAULT_MODE, PayloadSourceError, aggregate, configmap_payload,
                                              downward_api_payload, secret_payload)
 from kubelab.kubelet.volumes.token import TokenError, TokenManager
-from kubelab.proc import CommandError
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +90,12 @@ class VolumeManager:
         await vm.teardown(pod_uid)
     """
 
-    def __init__(self, client: Client, root_dir: Path, node_name: str) -> None:
+    def __init__(self, client: Client, root_dir: Path, node_name: str,
+                 cached: Callable[[str, str, str], Obj | None] | None = None) -> None:
         self.client = client
+        # cached(resource, namespace, name): a configMap or secret from the kubelet's informers, or
+        # None when the cache does not hold it (then it is read from the API, which decides)
+        self.cached = cached
         self.root_dir = Path(root_dir)
         self.node_name = node_name
         self.tokens = TokenManager(client)
@@ -208,8 +211,8 @@ class VolumeManager:
         alloc = tmpfs.allocatable_memory(await self._allocatable())
         try:
             await tmpfs.mount_tmpfs(d, tmpfs.memory_size(pod, size_limit, alloc))
-        except CommandError as e:
-            raise self._fail(vol, f"mount tmpfs on {d}: {e}") from None
+        except OSError as e:
+            raise self._fail(vol, e.strerror or str(e)) from None
 
     async def _allocatable(self) -> dict[str, Any] | None:
         at, value = self._alloc
@@ -224,6 +227,10 @@ class VolumeManager:
         return value
 
     async def _get(self, resource: str, kind: str, ns: str, name: str, optional: bool) -> Obj | None:
+        if self.cached is not None:
+            obj = self.cached(resource, ns, name)
+            if obj is not None:
+                return obj
         try:
             return await self.client.get("v1", resource, ns, name)
         except ApiError as e:
@@ -425,8 +432,9 @@ class VolumeManager:
             vols = self.pod_dir(pod_uid) / "volumes"
             try:
                 await tmpfs.unmount_all(vols)
-            except CommandError as e:
-                raise VolumeError("FailedUnmount", f"UnmountVolume.TearDown failed for pod {pod_uid}: {e}") from None
+            except OSError as e:
+                raise VolumeError("FailedUnmount",
+                                  f"UnmountVolume.TearDown failed for pod {pod_uid}: {e.strerror or e}") from None
             await asyncio.to_thread(shutil.rmtree, vols, True)
             try:
                 (self.pod_dir(pod_uid) / "etc-hosts").unlink(missing_ok=True)    # the kubelet's hostsfile

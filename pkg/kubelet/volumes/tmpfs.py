@@ -2,16 +2,20 @@
 (setupTmpfs, calculateEmptyDirMemorySize): the size is the node's allocatable memory, lowered to the
 pod's memory limit when every container declares one, lowered again to the volume's sizeLimit;
 secret, downwardAPI and projected volumes are such an emptyDir without a sizeLimit.
-Mounts are found in /proc/self/mountinfo, so teardown unmounts exactly what lies under a pod."""
+Mounts are made and removed with mount(2)/umount2(2) (kubelab.mounts): a pod's projected service
+account token alone is one per pod. Teardown finds them in /proc/self/mountinfo, so it unmounts
+exactly what lies under a pod; whether one volume dir is mounted yet is a stat (a tmpfs has a device
+of its own), not a read of mountinfo, which grows with every pod and was read for every volume on
+every resync."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from kubelab import mounts
 from kubelab.api.quantity import QuantityError, parse
 from kubelab.api.resources import resource_list
-from kubelab.proc import run
 
 Obj = dict[str, Any]
 
@@ -35,7 +39,8 @@ def mounts_under(prefix: Path) -> list[tuple[str, str]]:
 
 
 def is_mount_point(path: Path) -> bool:
-    return any(mp == str(path).rstrip("/") for mp, _ in mounts_under(path))
+    """True if a file system of its own (a tmpfs, as this module mounts) is mounted at path."""
+    return os.path.ismount(path)
 
 
 def node_memory_total() -> int:
@@ -81,18 +86,18 @@ def memory_size(pod: Obj, size_limit: Any, allocatable_memory: int) -> int:
 
 
 async def mount_tmpfs(path: Path, size: int) -> None:
-    """mount -t tmpfs -o size=<size> tmpfs <path> (once; an existing mount is kept)."""
+    """A tmpfs of size bytes (0: the kernel's default) at path, mode 0777; an existing mount is
+    kept. OSError if the kernel refuses."""
     if is_mount_point(path):
         return
-    opts = ["-o", f"size={size}"] if size > 0 else []
-    await run(["mount", "-t", "tmpfs", *opts, "tmpfs", str(path)], timeout=30)
+    mounts.mount("tmpfs", str(path), "tmpfs", 0, f"size={size}" if size > 0 else None)
     os.chmod(path, 0o777)
 
 
 async def unmount_all(prefix: Path) -> None:
-    """Unmount every mount at or below prefix, deepest first."""
+    """Unmount every mount at or below prefix, deepest first (not lazily: a busy one is an OSError)."""
     for mp, _ in mounts_under(prefix):
-        await run(["umount", mp], timeout=30)
+        mounts.umount(mp, detach=False)
 
 
 def allocatable_memory(alloc: Mapping[str, Any] | None) -> int:
