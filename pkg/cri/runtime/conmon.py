@@ -118,6 +118,13 @@ class Conmon:
             pass
         (self.exits_dir / id).unlink(missing_ok=True)
 
+    def exited(self) -> set[str]:
+        """The ids of the containers whose exit conmon has recorded (one directory listing)."""
+        try:
+            return set(os.listdir(self.exits_dir))
+        except FileNotFoundError:
+            return set()
+
     def read_exit(self, id: str) -> tuple[int, int] | None:
         """(exit code, finish time in ns) once conmon saw the container's init exit, else None."""
         path = self.exits_dir / id

@@ -195,12 +195,12 @@ class RuntimeService:
         sdir = self.cfg.runroot / "sandboxes" / s.id
         sdir.mkdir(parents=True)
         s.dir = str(sdir)
-        pins: dict[str, Path] = {}
-        if not s.host_network:
+        pins: dict[str, Path] = {}     # one dir per kind, as CRI-O's /var/run/{netns,utsns,ipcns}: each
+        if not s.host_network:          # is checked for mount propagation once, not per sandbox
             pins["net"] = self.cfg.netns_path / f"cni-{uuid.uuid4()}"
-            pins["uts"] = sdir / "uts"
+            pins["uts"] = self.cfg.runroot / "utsns" / s.id
         if ns_opts.ipc != pb.NODE:
-            pins["ipc"] = sdir / "ipc"
+            pins["ipc"] = self.cfg.runroot / "ipcns" / s.id
         if pins:
             await namespaces.pin(pins, hostname=config.hostname or None)
             s.netns = str(pins.get("net", ""))
@@ -480,9 +480,10 @@ class RuntimeService:
             self.records.save_container(c)
             self._refresh(c)
 
-    def _refresh(self, c: Container) -> None:
-        """Learn from conmon's exit file whether a created or running container has exited."""
-        if c.state == EXITED:
+    def _refresh(self, c: Container, exited: set[str] | None = None) -> None:
+        """Learn from conmon's exit file whether a created or running container has exited.
+        exited: the ids conmon has written exit files for (one listing for a whole List call)."""
+        if c.state == EXITED or (exited is not None and c.id not in exited):
             return
         ex = self.conmon.read_exit(c.id)
         if ex is None:
@@ -595,8 +596,9 @@ class RuntimeService:
 
     def list_containers(self, f: pb.ContainerFilter | None) -> list[pb.Container]:
         out = []
+        exited = self.conmon.exited()
         for c in self.containers.values():
-            self._refresh(c)
+            self._refresh(c, exited)
             cfg = c.config
             if f is not None:
                 if f.id and not c.id.startswith(f.id):
@@ -707,8 +709,9 @@ class RuntimeService:
 
     def list_container_stats(self, f: pb.ContainerStatsFilter | None) -> list[pb.ContainerStats]:
         out = []
+        exited = self.conmon.exited()
         for c in list(self.containers.values()):
-            self._refresh(c)
+            self._refresh(c, exited)
             if c.state != RUNNING:
                 continue
             if f is not None:
