@@ -31,6 +31,13 @@ class RuntimeClient:
         self.rt = pbg.RuntimeServiceStub(self.channel)
         self.img = pbg.ImageServiceStub(self.channel)
         self.timeout = timeout
+        # What does not change while a runtime object keeps its state: a ready sandbox's IPs, and a
+        # container's full status as long as ListContainers reports the same state for it (fields
+        # change only with created -> running -> exited). pod_runtime reuses them instead of calling
+        # PodSandboxStatus and ContainerStatus for every object on every sync; entries go when their
+        # pod's listing no longer has them.
+        self._sandbox_ips: dict[str, tuple[str, list[str], str]] = {}     # id -> (ip, ips, pod uid)
+        self._container_status: dict[str, tuple[int, Any, str]] = {}      # id -> (list state, status, pod uid)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -86,12 +93,20 @@ class RuntimeClient:
     async def managed_sandboxes(self) -> list[Any]:
         r = await self.rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(
             label_selector={KUBELET_MANAGED: "true"})), timeout=30)
-        return list(r.items)
+        items = list(r.items)
+        ids = {s.id for s in items}
+        for sid in [k for k in self._sandbox_ips if k not in ids]:
+            del self._sandbox_ips[sid]
+        return items
 
     async def managed_containers(self) -> list[Any]:
         r = await self.rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(
             label_selector={KUBELET_MANAGED: "true"})), timeout=30)
-        return list(r.containers)
+        items = list(r.containers)
+        ids = {c.id for c in items}
+        for cid in [k for k in self._container_status if k not in ids]:
+            del self._container_status[cid]
+        return items
 
     async def pod_runtime(self, uid: str) -> PodRuntime:
         """Every sandbox and container the runtime holds for the pod (statuses included)."""
@@ -101,20 +116,40 @@ class RuntimeClient:
         for s in sorted(sbs, key=lambda s: (s.metadata.attempt, s.created_at), reverse=True):
             st = SandboxState(s.id, s.metadata.attempt, s.state == pb.SANDBOX_READY, _secs(s.created_at))
             if st.ready and not out.sandboxes:
-                try:
-                    full = await self.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=s.id), timeout=30)
-                    st.ip = full.status.network.ip
-                    st.ips = [st.ip] + [x.ip for x in full.status.network.additional_ips] if st.ip else []
-                except grpc.aio.AioRpcError:
-                    st.ready = False
+                known = self._sandbox_ips.get(s.id)
+                if known is not None:
+                    st.ip, st.ips = known[0], list(known[1])
+                else:
+                    try:
+                        full = await self.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=s.id),
+                                                              timeout=30)
+                        st.ip = full.status.network.ip
+                        st.ips = [st.ip] + [x.ip for x in full.status.network.additional_ips] if st.ip else []
+                        self._sandbox_ips[s.id] = (st.ip, list(st.ips), uid)
+                    except grpc.aio.AioRpcError:
+                        st.ready = False
             out.sandboxes.append(st)
+        ready = {s.id for s in sbs if s.state == pb.SANDBOX_READY}
+        for sid in [k for k, v in self._sandbox_ips.items() if v[2] == uid and k not in ready]:
+            del self._sandbox_ips[sid]
         cs = (await self.rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(
             label_selector={POD_UID: uid})), timeout=30)).containers
+        listed = {c.id for c in cs}
+        for cid in [k for k, v in self._container_status.items() if v[2] == uid and k not in listed]:
+            del self._container_status[cid]
         for c in cs:
-            try:
-                full = (await self.rt.ContainerStatus(pb.ContainerStatusRequest(container_id=c.id), timeout=30)).status
-            except grpc.aio.AioRpcError:
-                continue
+            known_c = self._container_status.get(c.id)
+            if known_c is not None and known_c[0] == c.state:
+                full = known_c[1]
+            else:
+                try:
+                    full = (await self.rt.ContainerStatus(pb.ContainerStatusRequest(container_id=c.id),
+                                                          timeout=30)).status
+                except grpc.aio.AioRpcError:
+                    self._container_status.pop(c.id, None)
+                    continue
+                if full.state == c.state and full.state != pb.CONTAINER_UNKNOWN:
+                    self._container_status[c.id] = (c.state, full, uid)
             out.containers.append(ContainerState(
                 id=c.id, name=c.labels.get(CONTAINER_NAME, c.metadata.name), attempt=c.metadata.attempt,
                 state=CONTAINER_STATES.get(full.state, "unknown"), created_at=_secs(full.created_at),

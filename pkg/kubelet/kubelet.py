@@ -90,6 +90,17 @@ def _sources(pod: Obj, kind: str) -> set[str]:
     return out
 
 
+def _differ_semantically(a: Obj, b: Obj) -> bool:
+    """upstream's podsDifferSemantically: spec, labels, annotations or deletion fields changed (a
+    status-only update of a pod is not a reason to sync it, unless its status is not the one this
+    kubelet wrote: then a sync puts the kubelet's view back, like upstream's readiness reconcile)."""
+    ma, mb = a.get("metadata") or {}, b.get("metadata") or {}
+    return (a.get("spec") != b.get("spec") or ma.get("labels") != mb.get("labels")
+            or ma.get("annotations") != mb.get("annotations")
+            or ma.get("deletionTimestamp") != mb.get("deletionTimestamp")
+            or ma.get("deletionGracePeriodSeconds") != mb.get("deletionGracePeriodSeconds"))
+
+
 class Kubelet:
     def __init__(self, cfg: KubeletConfig, client: Client, runtime: RuntimeClient | None = None) -> None:
         self.cfg = cfg
@@ -219,7 +230,10 @@ class Kubelet:
             self._trigger_soon((pod["metadata"].get("annotations") or {}).get(static.MIRROR, ""))
             return
         uid = pod["metadata"]["uid"]
+        prev = self.known.get(uid)
         self.known[uid] = pod
+        if prev is not None and not _differ_semantically(prev, pod) and prev.get("status") == pod.get("status"):
+            return          # the echo of this kubelet's own status write: nothing for the pod to do
         self._trigger(uid)
 
     def _on_pod_delete(self, pod: Obj) -> None:
