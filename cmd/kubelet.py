@@ -66,8 +66,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the longest grace period (seconds) a soft eviction gives a pod")
     p.add_argument("--eviction-pressure-transition-period", type=duration, default=300.0,
                    help="how long a pressure condition stays after its threshold is no longer met")
+    p.add_argument("--image-gc-high-threshold", type=int, default=85,
+                   help="the percent of the image filesystem in use at which image garbage collection starts")
+    p.add_argument("--image-gc-low-threshold", type=int, default=80,
+                   help="the percent of the image filesystem in use image garbage collection frees down to")
+    p.add_argument("--minimum-image-ttl-duration", type=duration, default=120.0,
+                   help="how long an unused image is kept at least after it was first seen")
+    p.add_argument("--pod-infra-container-image", default="registry.k8s.io/pause:3.9",
+                   help="the runtime's sandbox image, which image garbage collection never removes")
     p.add_argument("-v", "--v", type=int, default=0, dest="verbosity")
     return p
+
+
+def _image_gc_policy(a: argparse.Namespace):
+    """The image GC flags as an ImageGCPolicy; ValueError with upstream's wording when one is wrong."""
+    from kubelab.kubelet.gc import ImageGCPolicy
+    errs = []
+    for v, field, flag in ((a.image_gc_high_threshold, "imageGCHighThresholdPercent", "--image-gc-high-threshold"),
+                           (a.image_gc_low_threshold, "imageGCLowThresholdPercent", "--image-gc-low-threshold")):
+        if not 0 <= v <= 100:
+            errs.append(f"invalid configuration: {field} ({flag}) {v} must be between 0 and 100, inclusive")
+    if a.image_gc_low_threshold >= a.image_gc_high_threshold:
+        errs.append(f"invalid configuration: imageGCLowThresholdPercent (--image-gc-low-threshold) "
+                    f"{a.image_gc_low_threshold} must be less than imageGCHighThresholdPercent "
+                    f"(--image-gc-high-threshold) {a.image_gc_high_threshold}")
+    if errs:
+        raise ValueError("; ".join(errs))
+    return ImageGCPolicy(high_threshold_percent=a.image_gc_high_threshold,
+                         low_threshold_percent=a.image_gc_low_threshold, min_age=a.minimum_image_ttl_duration)
 
 
 def _eviction_config(a: argparse.Namespace):
@@ -112,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     dns = [x.strip() for x in a.cluster_dns.split(",") if x.strip()]
     try:
         eviction = _eviction_config(a)
+        image_gc = _image_gc_policy(a)
     except ValueError as e:
         p.error(str(e))
     if a.pod_cidr:
@@ -146,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                         tls_private_key_file=Path(a.tls_private_key_file) if a.tls_private_key_file else None,
                         client_ca_file=Path(a.client_ca_file) if a.client_ca_file else None, node_status_update_frequency=a.node_status_update_frequency,
                         sync_frequency=a.sync_frequency, runtime_request_timeout=a.runtime_request_timeout,
-                        eviction=eviction)
+                        eviction=eviction, image_gc=image_gc, pod_infra_container_image=a.pod_infra_container_image)
 
     async def run() -> int:
         kubelet = Kubelet(cfg, client)

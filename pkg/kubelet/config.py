@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubelab.kubelet.eviction import EvictionConfig
+from kubelab.kubelet.gc import ImageGCPolicy
 
 
 @dataclass
@@ -40,3 +41,7 @@ class KubeletConfig:
     pleg_relist_period: float = 1.0
     runtime_request_timeout: float = 120.0
     eviction: EvictionConfig = field(default_factory=EvictionConfig)
+    image_gc: ImageGCPolicy = field(default_factory=ImageGCPolicy)
+    pod_infra_container_image: str = "registry.k8s.io/pause:3.9"
+    container_gc_period: float = 60.0
+    image_gc_period: float = 300.0

@@ -25,7 +25,7 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 from aiohttp import web
@@ -37,12 +37,13 @@ from kubelab.client.healthz import healthz_handler, self_signed_context, serve
 from kubelab.client.informer import DeletedFinalStateUnknown, SharedInformerFactory
 from kubelab.client.rest import ApiError, Client, is_conflict, is_not_found
 
-from . import admission
+from . import admission, gc
 from . import node as nodestatus
 from .actions import Backoff, PodRuntime, compute
 from .config import KubeletConfig
 from .cri import RuntimeClient
 from .envvars import EnvError, container_env
+from .gc import ContainerGC, ImageGC
 from .eviction import EvictionManager, hard_eviction_reservation
 from .hostsfile import ETC_HOSTS, mounts_etc_hosts, write_hosts_file
 from .lifecycle import run_hook
@@ -140,10 +141,13 @@ class Kubelet:
         self.admitted: set[str] = set()
         self.pods_memory: int | None = None
         self.allocatable: dict[str, str] | None = None      # as last reported on the Node
+        self.container_gc = ContainerGC(self.runtime.rt, self._pod_state, timeout=cfg.runtime_request_timeout)
+        self.image_gc = ImageGC(self.runtime.rt, self.runtime.img, self.stats.image_fs, cfg.image_gc,
+                                timeout=cfg.runtime_request_timeout, keep=(cfg.pod_infra_container_image,))
         self.eviction = EvictionManager(cfg.eviction, summary=lambda: self.stats.summary(cfg.node_name),
                                         allocatable_memory=self._allocatable_memory, active_pods=self._active_pods,
                                         evict=self.evict_pod, pod_gone=lambda uid: uid not in self.evicting,
-                                        on_conditions=self._node_status_soon)
+                                        on_conditions=self._node_status_soon, reclaim=self._reclaim_node_level)
         self.healthz = healthz_handler({"syncloop": self._syncloop_health})
 
     # -- node -------------------------------------------------------------------------------------
@@ -746,6 +750,36 @@ class Kubelet:
             if not (is_not_found(e) or is_conflict(e)):
                 raise
 
+    # -- garbage collection ----------------------------------------------------------------------------
+
+    def _pod_state(self, uid: str) -> str:
+        """For the container GC: "gone" (the kubelet has no such pod), "terminated" (it finished) or "active"."""
+        pod = self.known.get(uid) or self.static.get(uid)
+        if pod is None:
+            return "gone"
+        return "terminated" if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") else "active"
+
+    def _node_ref(self) -> Obj:
+        return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.cfg.node_name, "uid": self.cfg.node_name}}
+
+    def _gc_failed(self, reason: str) -> Callable[[str], None]:
+        def report(message: str) -> None:
+            log.warning("%s: %s", reason, message)
+            self.recorder.event(self._node_ref(), "Warning", reason, message)
+        return report
+
+    async def _reclaim_node_level(self, signal: str) -> None:
+        """Disk pressure: dead containers of finished and gone pods, then unused images, before any
+        pod is evicted (upstream's reclaimNodeLevelResources for nodefs and imagefs signals)."""
+        for step in (lambda: self.container_gc.collect(evict_terminated=True), self.image_gc.delete_unused):
+            try:
+                res = await step()
+            except grpc.aio.AioRpcError as e:
+                log.warning("reclaiming %s: %s", signal, _rpc_message(e))
+                continue
+            for msg in res.errors:
+                log.warning("reclaiming %s: %s", signal, msg)
+
     # -- eviction and admission -----------------------------------------------------------------------
 
     def _allocatable_memory(self) -> int | None:
@@ -882,6 +916,12 @@ class Kubelet:
         await self.pods.wait_for_sync()
         self._tasks.append(asyncio.create_task(self._pleg_loop(), name="pleg"))
         self._tasks.append(asyncio.create_task(self.eviction.run(), name="eviction-manager"))
+        self._tasks.append(asyncio.create_task(gc.run_periodically(
+            "container garbage collection", self.cfg.container_gc_period, self.container_gc.collect,
+            self._gc_failed("ContainerGCFailed")), name="container-gc"))
+        self._tasks.append(asyncio.create_task(gc.run_periodically(
+            "image garbage collection", self.cfg.image_gc_period, self.image_gc.collect,
+            self._gc_failed("ImageGCFailed")), name="image-gc"))
         if self.cfg.pod_manifest_path is not None:
             self._tasks.append(asyncio.create_task(self._static_loop(), name="static-pods"))
         log.info("kubelet for node %s running (runtime %s)", self.cfg.node_name, self.runtime_name)

@@ -101,7 +101,7 @@ class StatsProvider:
         pods = await self._pods()
         node = self._node(node_name)
         if self.images is not None:
-            fs = await self._image_fs()
+            fs = await self.image_fs()
             if fs is not None:
                 node["runtime"] = {"imageFs": fs}
         if self.cgroup_root is not None:
@@ -201,7 +201,7 @@ class StatsProvider:
                 pod["volume"] = vols
         pod["ephemeral-storage"] = {"time": _t(time.time_ns()), "usedBytes": used, "inodesUsed": inodes}
 
-    async def _image_fs(self) -> dict | None:
+    async def image_fs(self) -> dict | None:
         try:
             r = await self.images.ImageFsInfo(pb.ImageFsInfoRequest(), timeout=self.timeout)
         except Exception:           # the runtime may not answer yet; the node's fs stands in

@@ -228,7 +228,13 @@ class LabCluster:
                            "--pod-logs-dir", str(d / "pods"), "--cluster-dns", DNS_IP,
                            "--pod-manifest-path", str(d / "manifests"), "--file-check-frequency", "2s",
                            "--cgroup-root", self.cgroup_parent(n), "--port", "10250", "--client-ca-file", str(self.tmp / "pki" / "ca.crt"),
-                           "--node-status-update-frequency", "2s", *self.kubelet_args], d / "kubelet.log")
+                           "--node-status-update-frequency", "2s", *self._sandbox_image_args(n), *self.kubelet_args],
+            d / "kubelet.log")
+
+    def _sandbox_image_args(self, n: Node) -> list[str]:
+        """containerd's pause image, which the kubelet's image GC must keep (kubelab-cri has none)."""
+        image = getattr(self.cris[n.index - 1], "sandbox_image", None)
+        return ["--pod-infra-container-image", image] if image else []
 
     def _remove_all_sandboxes(self) -> list[str]:
         from kubelab.cri.api import api_pb2 as pb

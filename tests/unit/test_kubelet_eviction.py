@@ -216,3 +216,53 @@ def test_local_storage_limits():
     p["spec"]["containers"][1]["resources"] = {"limits": {"ephemeral-storage": "100Mi"}}
     assert local_storage_violation(p, st(a=51 * Mi)) == 'Container a exceeded its local ephemeral storage limit "50Mi". '
     assert local_storage_violation(p, None) is None
+
+
+def test_disk_pressure_reclaims_node_level_resources_before_evicting():
+    """reclaimNodeLevelResources: dead containers and unused images go first; pods are evicted only
+    when that does not bring the signal back above threshold + minimum reclaim."""
+    fs_avail = {"v": 5 * Mi}                               # of 100Mi: nodefs.available<10% is met
+
+    def disk_summary():
+        s = summary(900 * Mi, 100 * Mi, pods=[pstats("hog", 10 * Mi)])
+        s["node"]["fs"]["availableBytes"] = fs_avail["v"]
+        return s
+
+    async def get_summary():
+        return disk_summary()
+    reclaimed, evicted = [], []
+
+    async def reclaim(signal):
+        reclaimed.append(signal)
+        fs_avail["v"] += freed["v"]
+
+    async def evict(p, grace, msg, ann):
+        evicted.append(p["metadata"]["name"])
+        return True
+    cfg = EvictionConfig(thresholds=parse_thresholds({"nodefs.available": "10%"}, {}, {},
+                                                     {"nodefs.available": "5Mi"}))
+    m = EvictionManager(cfg, summary=get_summary, allocatable_memory=lambda: None, active_pods=lambda: [pod("hog")],
+                        evict=evict, pod_gone=lambda uid: True, reclaim=reclaim)
+    freed = {"v": 11 * Mi}                                 # back to 16Mi: above 10Mi + 5Mi minimum reclaim
+    assert asyncio.run(m.synchronize()) == [] and reclaimed == ["nodefs.available"] and evicted == []
+    assert m.conditions == {"DiskPressure"}
+    fs_avail["v"], freed["v"] = 5 * Mi, 6 * Mi             # 11Mi: above the threshold, not above 10 + 5
+    assert [p["metadata"]["name"] for p in asyncio.run(m.synchronize())] == ["hog"]
+    assert reclaimed == ["nodefs.available"] * 2
+
+
+def test_memory_pressure_does_not_reclaim_disk():
+    reclaimed = []
+
+    async def reclaim(signal):
+        reclaimed.append(signal)
+
+    async def evict(p, grace, msg, ann):
+        return True
+
+    async def get_summary():
+        return summary(50 * Mi, 950 * Mi, pods=[pstats("hog", 700 * Mi)])
+    m = EvictionManager(EvictionConfig(thresholds=parse_thresholds({"memory.available": "100Mi"})),
+                        summary=get_summary, allocatable_memory=lambda: None, active_pods=lambda: [pod("hog")],
+                        evict=evict, pod_gone=lambda uid: True, reclaim=reclaim)
+    assert len(asyncio.run(m.synchronize())) == 1 and reclaimed == []

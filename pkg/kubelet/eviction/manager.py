@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
+DISK_SIGNALS = (NODEFS_AVAILABLE, NODEFS_INODES_FREE, IMAGEFS_AVAILABLE, IMAGEFS_INODES_FREE)
 IMMEDIATE_GRACE = 1          # seconds a hard eviction gives a pod (upstream immediateEvictionGracePeriodSeconds)
 POD_CLEANUP_TIMEOUT = 30.0
 
@@ -67,6 +68,7 @@ class EvictionManager:
                  allocatable_memory: Callable[[], int | None], active_pods: Callable[[], list[Obj]],
                  evict: Callable[[Obj, int, str, dict[str, str]], Awaitable[bool]],
                  pod_gone: Callable[[str], bool], on_conditions: Callable[[], None] | None = None,
+                 reclaim: Callable[[str], Awaitable[None]] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self._summary = summary
@@ -75,6 +77,7 @@ class EvictionManager:
         self._evict = evict
         self._pod_gone = pod_gone
         self._on_conditions = on_conditions
+        self._reclaim = reclaim         # node-level reclaim for a disk signal (container and image GC)
         self._clock = clock
         self.conditions: set[str] = set()
         self._met: list[Threshold] = []
@@ -110,6 +113,13 @@ class EvictionManager:
             return evicted
         t = pick_threshold(self._met)
         resource = reclaim_resource(t)
+        if self._reclaim is not None and t.signal in DISK_SIGNALS:
+            # reclaimNodeLevelResources: dead containers and unused images go before any pod does
+            await self._reclaim(t.signal)
+            after = observe(await self._summary(), self._allocatable_memory())
+            if not thresholds_met([t], after, already_met=[t]):
+                log.info("eviction manager: able to reduce %s pressure without evicting pods", resource)
+                return []
         log.info("eviction manager: must evict pod(s) to reclaim %s (%s)", resource, t.signal)
         obs = observed.get(t.signal)
         for pod in ranking.rank(pods, resource, stats):
