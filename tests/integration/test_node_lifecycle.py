@@ -307,6 +307,10 @@ def test_taints_follow_conditions_and_unschedulable(control_plane, tmp_path):
     try:
         wait(lambda: _exist(control_plane, [name, f"x{uid}-00001"]), 30, "the hollow nodes")
         wait(lambda: "node lifecycle controller:" in (tmp_path / "cm.log").read_text(), 20, "the controller running")
+        # both nodes seen first: with only this one seen, NotReady, the controller would be in full
+        # disruption mode, and leaving it drains the zone's token bucket (10 s at 0.1/s, as upstream)
+        wait(lambda: all(f"controller observed a new node {n}" in (tmp_path / "cm.log").read_text()
+                         for n in (name, f"x{uid}-00001")), 20, "the controller observing both nodes")
         set_conditions(Ready="False")
         got = wait(lambda: (lambda t: t if {(NOT_READY, "NoSchedule"), (NOT_READY, "NoExecute")} <= t.keys()
                             else None)(taints()), 10, "the not-ready taints")
