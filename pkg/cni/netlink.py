@@ -65,6 +65,10 @@ _KINDS: dict[str, tuple[struct.Struct, tuple[str, ...], dict[str, tuple[int, str
     "rtmsg": (struct.Struct("=BBBBBBBBI"),
               ("family", "dst_len", "src_len", "tos", "table", "proto", "scope", "type", "flags"), _RTA),
 }
+# each table read backwards (type number -> name, coding), for decoding; built once
+_BY_TYPE: dict[int, dict[int, tuple[str, str]]] = {
+    id(t): {atype: (name, how) for name, (atype, how) in t.items()}
+    for t in (_IFLA, _LINKINFO, _BRPORT, _IFA, _RTA, *_INFO_DATA.values())}
 _NLA = struct.Struct("=HH")
 _NLMSGHDR = struct.Struct("=IHHII")
 _INTS = {"u8": struct.Struct("=B"), "u16": struct.Struct("=H"), "u32": struct.Struct("=I")}
@@ -173,7 +177,7 @@ def _iter_attrs(data: bytes) -> Iterator[tuple[int, bytes]]:
 
 
 def _decode_attrs(data: bytes, table: dict[str, tuple[int, str]]) -> dict[str, Any]:
-    by_type = {atype: (name, how) for name, (atype, how) in table.items()}
+    by_type = _BY_TYPE.get(id(table)) or {atype: (name, how) for name, (atype, how) in table.items()}
     out: dict[str, Any] = {}
     for atype, payload in _iter_attrs(data):
         known = by_type.get(atype)

@@ -24,6 +24,13 @@ def _secs(ns: int) -> float:
     return ns / 1e9 if ns else 0.0
 
 
+def rpc_message(e: BaseException) -> str:
+    """A CRI call's failure as the kubelet words it (Go's gRPC status text)."""
+    if isinstance(e, grpc.aio.AioRpcError):
+        return f"rpc error: code = {e.code().name.title().replace('_', '')} desc = {e.details()}"
+    return str(e)
+
+
 class RuntimeClient:
     def __init__(self, endpoint: str, timeout: float = 120.0) -> None:
         target = endpoint if endpoint.startswith("unix://") else f"unix://{endpoint}"
@@ -34,10 +41,10 @@ class RuntimeClient:
         # What does not change while a runtime object keeps its state: a ready sandbox's IPs, and a
         # container's full status as long as ListContainers reports the same state for it (fields
         # change only with created -> running -> exited). pod_runtime reuses them instead of calling
-        # PodSandboxStatus and ContainerStatus for every object on every sync; entries go when their
-        # pod's listing no longer has them.
-        self._sandbox_ips: dict[str, tuple[str, list[str], str]] = {}     # id -> (ip, ips, pod uid)
-        self._container_status: dict[str, tuple[int, Any, str]] = {}      # id -> (list state, status, pod uid)
+        # PodSandboxStatus and ContainerStatus for every object on every sync; an entry goes when
+        # the PLEG's relist (managed_sandboxes, managed_containers) no longer has its object.
+        self._sandbox_ips: dict[str, tuple[str, list[str]]] = {}          # id -> (ip, ips)
+        self._container_status: dict[str, tuple[int, Any]] = {}           # id -> (list state, status)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -80,6 +87,13 @@ class RuntimeClient:
 
     async def start_container(self, cid: str) -> None:
         await self.rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=self.timeout)
+
+    async def remove_container(self, cid: str) -> None:
+        await self.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=self.timeout)
+
+    async def all_containers(self) -> list[Any]:
+        """Every container the runtime holds, the kubelet's or not."""
+        return list((await self.rt.ListContainers(pb.ListContainersRequest(), timeout=30)).containers)
 
     async def stop_container(self, cid: str, grace: int) -> None:
         await self.rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=grace),
@@ -125,18 +139,12 @@ class RuntimeClient:
                                                               timeout=30)
                         st.ip = full.status.network.ip
                         st.ips = [st.ip] + [x.ip for x in full.status.network.additional_ips] if st.ip else []
-                        self._sandbox_ips[s.id] = (st.ip, list(st.ips), uid)
+                        self._sandbox_ips[s.id] = (st.ip, list(st.ips))
                     except grpc.aio.AioRpcError:
                         st.ready = False
             out.sandboxes.append(st)
-        ready = {s.id for s in sbs if s.state == pb.SANDBOX_READY}
-        for sid in [k for k, v in self._sandbox_ips.items() if v[2] == uid and k not in ready]:
-            del self._sandbox_ips[sid]
         cs = (await self.rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(
             label_selector={POD_UID: uid})), timeout=30)).containers
-        listed = {c.id for c in cs}
-        for cid in [k for k, v in self._container_status.items() if v[2] == uid and k not in listed]:
-            del self._container_status[cid]
         for c in cs:
             known_c = self._container_status.get(c.id)
             if known_c is not None and known_c[0] == c.state:
@@ -149,7 +157,7 @@ class RuntimeClient:
                     self._container_status.pop(c.id, None)
                     continue
                 if full.state == c.state and full.state != pb.CONTAINER_UNKNOWN:
-                    self._container_status[c.id] = (c.state, full, uid)
+                    self._container_status[c.id] = (c.state, full)
             out.containers.append(ContainerState(
                 id=c.id, name=c.labels.get(CONTAINER_NAME, c.metadata.name), attempt=c.metadata.attempt,
                 state=CONTAINER_STATES.get(full.state, "unknown"), created_at=_secs(full.created_at),
@@ -168,6 +176,13 @@ class RuntimeClient:
         r = await self.img.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)), timeout=self.timeout * 5)
         return r.image_ref
 
+    async def list_images(self) -> list[Any]:
+        return list((await self.img.ListImages(pb.ListImagesRequest(), timeout=30)).images)
+
     async def images(self) -> list[Obj]:
-        r = await self.img.ListImages(pb.ListImagesRequest(), timeout=30)
-        return [{"names": list(i.repo_tags) + list(i.repo_digests), "sizeBytes": int(i.size)} for i in r.images]
+        """The images as the Node's status.images lists them."""
+        return [{"names": list(i.repo_tags) + list(i.repo_digests), "sizeBytes": int(i.size)}
+                for i in await self.list_images()]
+
+    async def remove_image(self, image: str) -> None:
+        await self.img.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=image)), timeout=self.timeout)

@@ -29,7 +29,8 @@ from typing import Any, Awaitable, Callable
 import grpc
 
 from kubelab.cri.api import api_pb2 as pb
-from kubelab.kubelet.runtimespec import CONTAINER_NAME, KUBELET_MANAGED, POD_UID
+from kubelab.kubelet.cri import RuntimeClient, rpc_message
+from kubelab.kubelet.runtimespec import CONTAINER_NAME, POD_UID
 
 log = logging.getLogger(__name__)
 
@@ -66,87 +67,76 @@ class GCStats:
     errors: list[str] = field(default_factory=list)
 
 
-def _rpc_error(e: grpc.aio.AioRpcError) -> str:
-    return e.details() or e.code().name
-
-
 class ContainerGC:
     """Dead containers and sandboxes of the pods of this node (see the module docstring)."""
 
-    def __init__(self, rt: Any, pod_state: Callable[[str], str], max_per_pod_container: int = MAX_PER_POD_CONTAINER,
-                 timeout: float = 120.0) -> None:
-        self.rt = rt                                   # a RuntimeServiceStub (grpc.aio)
+    def __init__(self, runtime: RuntimeClient, pod_state: Callable[[str], str],
+                 max_per_pod_container: int = MAX_PER_POD_CONTAINER) -> None:
+        self.runtime = runtime
         self.pod_state = pod_state                     # uid -> "active", "terminated" or "gone"
         self.max_per_pod_container = max_per_pod_container
-        self.timeout = timeout
 
     async def collect(self, evict_terminated: bool = False) -> GCStats:
         """One pass. evict_terminated: finished pods keep no dead container either (the eviction
         manager's reclaim, upstream's DeleteAllUnusedContainers)."""
         stats = GCStats()
-        managed = {KUBELET_MANAGED: "true"}
-        cs = (await self.rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(
-            label_selector=managed)), timeout=30)).containers
+        cs = await self.runtime.managed_containers()
         units: dict[tuple[str, str], list[Any]] = {}
         for c in cs:
             if c.state != pb.CONTAINER_EXITED:
                 continue
             key = (c.labels.get(POD_UID, ""), c.labels.get(CONTAINER_NAME, c.metadata.name))
             units.setdefault(key, []).append(c)
+        removed: set[str] = set()
         for (uid, _), unit in units.items():
             unit.sort(key=lambda c: c.created_at, reverse=True)
             state = self.pod_state(uid)
             keep = 0 if state == "gone" or (evict_terminated and state == "terminated") else self.max_per_pod_container
             for c in unit[keep:]:
                 try:
-                    await self.rt.RemoveContainer(pb.RemoveContainerRequest(container_id=c.id), timeout=self.timeout)
+                    await self.runtime.remove_container(c.id)
+                    removed.add(c.id)
                     stats.containers += 1
                 except grpc.aio.AioRpcError as e:
-                    stats.errors.append(f"failed to remove container {c.id[:13]}: {_rpc_error(e)}")
+                    stats.errors.append(f"failed to remove container {c.id[:13]}: {rpc_message(e)}")
         # sandboxes: not ready and empty; each live pod keeps its newest
-        left = {c.pod_sandbox_id for c in (await self.rt.ListContainers(pb.ListContainersRequest(
-            filter=pb.ContainerFilter(label_selector=managed)), timeout=30)).containers}
-        sbs = (await self.rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(
-            label_selector=managed)), timeout=30)).items
+        holding = {c.pod_sandbox_id for c in cs if c.id not in removed}
         by_pod: dict[str, list[Any]] = {}
-        for s in sbs:
+        for s in await self.runtime.managed_sandboxes():
             by_pod.setdefault(s.labels.get(POD_UID, s.metadata.uid), []).append(s)
         for uid, group in by_pod.items():
             group.sort(key=lambda s: s.created_at, reverse=True)
             live = self.pod_state(uid) != "gone"
             for i, s in enumerate(group):
-                if s.state == pb.SANDBOX_READY or s.id in left or (live and i == 0):
+                if s.state == pb.SANDBOX_READY or s.id in holding or (live and i == 0):
                     continue
                 try:
-                    await self.rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=s.id),
-                                                   timeout=self.timeout)
+                    await self.runtime.remove_sandbox(s.id)
                     stats.sandboxes += 1
                 except grpc.aio.AioRpcError as e:
-                    stats.errors.append(f"failed to remove sandbox {s.id[:13]}: {_rpc_error(e)}")
+                    stats.errors.append(f"failed to remove sandbox {s.id[:13]}: {rpc_message(e)}")
         return stats
 
 
 class ImageGC:
     """Unused images, by the high/low thresholds of the image filesystem (see the module docstring)."""
 
-    def __init__(self, rt: Any, img: Any, image_fs: Callable[[], Awaitable[dict | None]],
+    def __init__(self, runtime: RuntimeClient, image_fs: Callable[[], Awaitable[dict | None]],
                  policy: ImageGCPolicy | None = None, clock: Callable[[], float] = time.time,
-                 timeout: float = 120.0, keep: tuple[str, ...] = ()) -> None:
-        self.rt, self.img = rt, img                   # RuntimeServiceStub, ImageServiceStub (grpc.aio)
-        self.keep = keep      # references always counted as in use: --pod-infra-container-image, as upstream
+                 keep: tuple[str, ...] = ()) -> None:
+        self.runtime = runtime
         self.image_fs = image_fs                      # {"capacityBytes": .., "availableBytes": ..} or None
         self.policy = policy or ImageGCPolicy()
         self.clock = clock
-        self.timeout = timeout
+        self.keep = keep      # references always counted as in use: --pod-infra-container-image, as upstream
         self.records: dict[str, _ImageRecord] = {}
 
     async def detect(self) -> set[str]:
         """Refresh what is known of each image (first seen, last used); returns the ids in use."""
         now = self.clock()
-        images = (await self.img.ListImages(pb.ListImagesRequest(), timeout=30)).images
-        cs = (await self.rt.ListContainers(pb.ListContainersRequest(), timeout=30)).containers
+        images = await self.runtime.list_images()
         refs: set[str] = set(self.keep)
-        for c in cs:
+        for c in await self.runtime.all_containers():
             refs.update(x for x in (c.image_ref, c.image.image, getattr(c, "image_id", "")) if x)
         in_use: set[str] = set()
         seen: set[str] = set()
@@ -197,9 +187,9 @@ class ImageGC:
             if stats.bytes_freed >= to_free:
                 break
             try:
-                await self.img.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=iid)), timeout=self.timeout)
+                await self.runtime.remove_image(iid)
             except grpc.aio.AioRpcError as e:
-                stats.errors.append(f"failed to remove image {iid[:19]}: {_rpc_error(e)}")
+                stats.errors.append(f"failed to remove image {iid[:19]}: {rpc_message(e)}")
                 continue
             stats.images += 1
             stats.bytes_freed += self.records.pop(iid).size
@@ -220,6 +210,6 @@ async def run_periodically(name: str, period: float, step: Callable[[], Awaitabl
         except asyncio.CancelledError:
             raise
         except (ImageGCError, grpc.aio.AioRpcError) as e:
-            on_error(str(e) if isinstance(e, ImageGCError) else _rpc_error(e))
+            on_error(rpc_message(e))
         except Exception as e:  # noqa: BLE001 - a failed pass is retried next period
             log.warning("%s failed: %s", name, e)

@@ -41,7 +41,7 @@ from . import admission, gc
 from . import node as nodestatus
 from .actions import Backoff, PodRuntime, compute
 from .config import KubeletConfig
-from .cri import RuntimeClient
+from .cri import RuntimeClient, rpc_message as _rpc_message
 from .envvars import EnvError, container_env
 from .gc import ContainerGC, ImageGC
 from .eviction import EvictionManager, hard_eviction_reservation
@@ -60,12 +60,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 IMAGE_BACKOFF_INITIAL, IMAGE_BACKOFF_MAX = 10.0, 300.0
-
-
-def _rpc_message(e: BaseException) -> str:
-    if isinstance(e, grpc.aio.AioRpcError):
-        return f"rpc error: code = {e.code().name.title().replace('_', '')} desc = {e.details()}"
-    return str(e)
 
 
 def _sources(pod: Obj, kind: str) -> set[str]:
@@ -141,9 +135,8 @@ class Kubelet:
         self.admitted: set[str] = set()
         self.pods_memory: int | None = None
         self.allocatable: dict[str, str] | None = None      # as last reported on the Node
-        self.container_gc = ContainerGC(self.runtime.rt, self._pod_state, timeout=cfg.runtime_request_timeout)
-        self.image_gc = ImageGC(self.runtime.rt, self.runtime.img, self.stats.image_fs, cfg.image_gc,
-                                timeout=cfg.runtime_request_timeout, keep=(cfg.pod_infra_container_image,))
+        self.container_gc = ContainerGC(self.runtime, self._pod_state)
+        self.image_gc = ImageGC(self.runtime, self.stats.image_fs, cfg.image_gc, keep=(cfg.pod_infra_container_image,))
         self.eviction = EvictionManager(cfg.eviction, summary=lambda: self.stats.summary(cfg.node_name),
                                         allocatable_memory=self._allocatable_memory, active_pods=self._active_pods,
                                         evict=self.evict_pod, pod_gone=lambda uid: uid not in self.evicting,

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from kubelab.cni import launcher as cni_launcher
 from kubelab.lab.controlplane import APIServerProc, Etcd, Pki, free_port, spawn, stop
 from kubelab.lab.nodes import HOST_IP, LabNetwork, Node
-from kubelab.cni import launcher as cni_launcher
 from kubelab.lab.runtimes import CNI_BIN_DIR, KubelabCRIProc
 
 BIN = Path(sys.executable).parent

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
 import pytest
 
 from kubelab.cri.api import api_pb2 as pb
-from kubelab.cri.api import api_pb2_grpc as pbg
+from kubelab.kubelet.cri import RuntimeClient
 from kubelab.kubelet.gc import ContainerGC, ImageGC, ImageGCError, ImageGCPolicy
 from kubelab.kubelet.runtimespec import KUBELET_MANAGED, POD_UID
 
@@ -16,9 +15,9 @@ pytestmark = pytest.mark.usefixtures("cri")
 SANDBOX_IMAGE = "localhost/kubelab/pause:3.9"       # containerd's, as tests/e2e/conftest.py configures it
 
 
-def _stubs(cri):
-    ch = grpc.aio.insecure_channel(f"unix://{cri.socket}")
-    return ch, pbg.RuntimeServiceStub(ch), pbg.ImageServiceStub(ch)
+def _runtime(cri) -> RuntimeClient:
+    """The kubelet's CRI client, as the kubelet hands it to its garbage collectors."""
+    return RuntimeClient(f"unix://{cri.socket}")
 
 
 def _managed(pods, sconfig: pb.PodSandboxConfig) -> pb.PodSandboxConfig:
@@ -59,11 +58,11 @@ def test_dead_containers_beyond_the_newest_go_and_a_gone_pods_all_go(cri, pods):
     state = {"pod": "active"}
 
     async def collect():
-        ch, rt, _ = _stubs(cri)
+        rc = _runtime(cri)
         try:
-            return await ContainerGC(rt, lambda u: state["pod"] if u == uid else "gone").collect()
+            return await ContainerGC(rc, lambda u: state["pod"] if u == uid else "gone").collect()
         finally:
-            await ch.close()
+            await rc.close()
     st = asyncio.run(collect())
     # the newest dead instance stays (lastState, logs --previous); the stopped, empty older sandbox goes
     assert _ids(cri, uid) == {dead[2]: 2, running: 3}
@@ -87,12 +86,12 @@ def test_unused_images_go_by_the_thresholds_and_used_ones_stay(cri, pods):
         return dict(usage)
 
     async def run(policy: ImageGCPolicy, fn: str):
-        ch, rt, img = _stubs(cri)
+        rc = _runtime(cri)
         try:
-            gc = ImageGC(rt, img, image_fs, policy, keep=(SANDBOX_IMAGE,))
+            gc = ImageGC(rc, image_fs, policy, keep=(SANDBOX_IMAGE,))
             return await getattr(gc, fn)()
         finally:
-            await ch.close()
+            await rc.close()
 
     def present(ref: str) -> bool:
         r = cri.img.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=ref)))
