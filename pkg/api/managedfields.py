@@ -38,6 +38,7 @@ from typing import Any, Iterable
 
 from .patchmeta import OBJECT_META, field_meta
 from .validation import go_quote
+from .objcopy import deep_copy
 
 __all__ = [
     "ApplyConflict",
@@ -513,7 +514,7 @@ def _merge(lhs: Any, rhs: Any, node: _Node, path: Path) -> Any:
     kl, kr = _kind(node, lhs), _kind(node, rhs)
     if rhs is None:
         if kl in (_MAP, _LIST) and lhs:
-            return copy.deepcopy(lhs)  # null against a granular value keeps the live items
+            return deep_copy(lhs)  # null against a granular value keeps the live items
         return None
     if kl == kr == _MAP:
         if not lhs and not rhs:
@@ -523,7 +524,7 @@ def _merge(lhs: Any, rhs: Any, node: _Node, path: Path) -> Any:
             if k in rhs:
                 out[k] = _merge(lv, rhs[k], node.field(k), path + (("f", k),))
             else:
-                out[k] = copy.deepcopy(lv)
+                out[k] = deep_copy(lv)
         for k, rv in rhs.items():
             if k not in lhs:
                 out[k] = _merge_new(rv, node.field(k), path + (("f", k),))
@@ -537,7 +538,7 @@ def _merge_new(rhs: Any, node: _Node, path: Path) -> Any:
     """An applied value with nothing live under it."""
     if _kind(node, rhs) == _LIST:
         _index_items(node, rhs, path, True)
-    return copy.deepcopy(rhs)
+    return deep_copy(rhs)
 
 
 def _merge_list(lhs: list, rhs: list, node: _Node, path: Path) -> list:
@@ -557,7 +558,7 @@ def _merge_list(lhs: list, rhs: list, node: _Node, path: Path) -> list:
     def merged(pe: PathElement) -> Any:
         rv = r_map[pe]
         if node.list_kind == "set":
-            return copy.deepcopy(rv)
+            return deep_copy(rv)
         if pe in l_map:
             return _merge(l_map[pe], rv, item_node, path + (pe,))
         return _merge_new(rv, item_node, path + (pe,))
@@ -580,7 +581,7 @@ def _merge_list(lhs: list, rhs: list, node: _Node, path: Path) -> list:
         if li < len(l_entries):
             pe, item = l_entries[li]
             if pe is None or pe not in r_map:
-                out.append(copy.deepcopy(item))
+                out.append(deep_copy(item))
                 li += 1
                 continue
         if ri < len(r_order):
@@ -860,7 +861,7 @@ def _cap_update_managers(managers: dict[str, _Entry], limit: int = MAX_UPDATE_MA
 
 
 def _without_managed_fields(obj: dict | None) -> dict:
-    out = copy.deepcopy(obj) if obj is not None else {}
+    out = deep_copy(obj) if obj is not None else {}
     md = out.get("metadata")
     if isinstance(md, dict):
         md.pop("managedFields", None)
@@ -880,7 +881,7 @@ def _reset(obj: dict, live: dict, ignored: list[Path]) -> None:
     for p in ignored:
         name = p[0][1]
         if name in live:
-            obj[name] = copy.deepcopy(live[name])
+            obj[name] = deep_copy(live[name])
         else:
             obj.pop(name, None)
 

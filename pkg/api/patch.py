@@ -23,12 +23,12 @@ upstream apiserver answers with (see :meth:`PatchError.to_status`).
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from typing import Any
 
 from . import patchmeta
+from .objcopy import deep_copy
 
 __all__ = [
     "PatchError",
@@ -306,7 +306,7 @@ def _jp_add(holder: list, op: dict) -> None:
     if con is None:
         raise _OpError(f'add operation does not apply: doc is missing path: "{path}": {_MISSING}')
     try:
-        _c_add(con, key, copy.deepcopy(op.get("value")))
+        _c_add(con, key, deep_copy(op.get("value")))
     except _OpError as e:
         raise _OpError(f"error in add for path: '{path}': {e}") from None
 
@@ -335,7 +335,7 @@ def _jp_replace(holder: list, op: dict) -> None:
         value = op.get("value")
         if not isinstance(value, (dict, list)):
             raise _OpError("replace operation value must be object or array: %!w(<nil>)")
-        holder[0] = copy.deepcopy(value)
+        holder[0] = deep_copy(value)
         return
     con, key = _find_object(holder[0], path)
     if con is None:
@@ -346,7 +346,7 @@ def _jp_replace(holder: list, op: dict) -> None:
         raise _OpError(
             f"replace operation does not apply: doc is missing key: {path}: {_MISSING}") from None
     try:
-        _c_set(con, key, copy.deepcopy(op.get("value")))
+        _c_set(con, key, deep_copy(op.get("value")))
     except _OpError as e:
         raise _OpError(f"error in remove for path: '{path}': {e}") from None
 
@@ -426,7 +426,7 @@ def _jp_copy(holder: list, op: dict) -> None:
         raise _OpError(
             f"copy operation does not apply: doc is missing destination path: {path}: {_MISSING}")
     try:
-        _c_add(con, key, copy.deepcopy(val))
+        _c_add(con, key, deep_copy(val))
     except _OpError as e:
         raise _OpError(f"error while adding value during copy: {e}") from None
 
@@ -441,8 +441,9 @@ _JSON_PATCH_OPS = {
 }
 
 
-def apply_json_patch(doc: dict, ops: list) -> dict:
-    """Apply an RFC 6902 JSON patch (the decoded operation list) to a copy of doc.
+def apply_json_patch(doc: dict, ops: list, *, in_place: bool = False) -> dict:
+    """Apply an RFC 6902 JSON patch (the decoded operation list) to a copy of doc (to doc itself
+    with in_place, for a caller that owns it and drops it if this raises).
 
     Raises PatchError: 400 when ops is not a list of objects, 413 past
     MAX_JSON_PATCH_OPERATIONS operations, 422 when an operation does not apply
@@ -459,7 +460,7 @@ def apply_json_patch(doc: dict, ops: list) -> dict:
         raise PatchError(
             f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, "
             f"got {len(ops)}", 413, "RequestEntityTooLarge")
-    holder = [copy.deepcopy(doc)]
+    holder = [doc if in_place else deep_copy(doc)]
     for op in ops:
         kind = op.get("op")
         if not isinstance(kind, str):
@@ -502,8 +503,8 @@ def _merge_docs(doc: dict, patch: dict) -> None:
                 _merge_docs(cur, v)
 
 
-def apply_merge_patch(doc: dict, patch: dict) -> dict:
-    """Apply an RFC 7386 JSON merge patch to a copy of doc (null deletes).
+def apply_merge_patch(doc: dict, patch: dict, *, in_place: bool = False) -> dict:
+    """Apply an RFC 7386 JSON merge patch to a copy of doc (null deletes); to doc itself with in_place.
 
     Raises PatchError 400 "Invalid JSON Patch" when patch is not an object.
     """
@@ -511,8 +512,8 @@ def apply_merge_patch(doc: dict, patch: dict) -> dict:
         raise _bad_request("Invalid JSON Patch")
     if not isinstance(doc, dict):
         raise _bad_request("Invalid JSON Document")
-    result = copy.deepcopy(doc)
-    _merge_docs(result, copy.deepcopy(patch))
+    result = doc if in_place else deep_copy(doc)
+    _merge_docs(result, deep_copy(patch))
     return result
 
 
@@ -952,8 +953,8 @@ def _merge_map(original: dict, patch: dict, type_name: str | None) -> dict:
     return original
 
 
-def apply_strategic_merge_patch(doc: dict, patch: dict, root_type: str | None) -> dict:
-    """Apply a Kubernetes strategic merge patch to a copy of doc.
+def apply_strategic_merge_patch(doc: dict, patch: dict, root_type: str | None, *, in_place: bool = False) -> dict:
+    """Apply a Kubernetes strategic merge patch to a copy of doc (to doc itself with in_place).
 
     root_type names the type of doc in patchmeta (see patchmeta.root_type_for);
     an unknown or None root type has no strategic metadata, so every list is
@@ -966,4 +967,4 @@ def apply_strategic_merge_patch(doc: dict, patch: dict, root_type: str | None) -
                            "into Go value of type map[string]interface {}")
     if not isinstance(doc, dict):
         raise _bad_request("invalid JSON document")
-    return _merge_map(copy.deepcopy(doc), copy.deepcopy(patch), root_type)
+    return _merge_map(doc if in_place else deep_copy(doc), deep_copy(patch), root_type)

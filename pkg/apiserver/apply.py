@@ -7,7 +7,6 @@ optimistic concurrency). A missing object is created.
 """
 from __future__ import annotations
 
-import copy
 
 from aiohttp import web
 
@@ -15,6 +14,7 @@ from ..api import managedfields
 from ..api.patchmeta import root_type_for
 from . import codec, status
 from .objects import now_rfc3339
+from kubelab.api.objcopy import deep_copy
 
 
 async def server_side_apply(h, request: web.Request, r, body, dry: bool) -> web.StreamResponse:
@@ -27,7 +27,7 @@ async def server_side_apply(h, request: web.Request, r, body, dry: bool) -> web.
     force = _bool(q, "force")
     if not isinstance(body, dict):
         raise status.bad_request("error decoding YAML: the applied configuration must be an object")
-    applied = h._check_type(k, copy.deepcopy(body))
+    applied = h._check_type(k, deep_copy(body))
     md = applied.setdefault("metadata", {})
     if not isinstance(md, dict):
         raise status.bad_request("metadata must be an object")

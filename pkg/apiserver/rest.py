@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import json
 import logging
 import random
@@ -30,6 +29,7 @@ from . import codec, kubeletproxy, status, tables
 from .admission import Admission
 from .objects import (OBJECT_META_FIELDS, SYSTEM_META, generate_name, meta, name_validator, new_uid,
                       now_rfc3339, rfc3339_after, spec_changed)
+from kubelab.api.objcopy import deep_copy
 
 log = logging.getLogger(__name__)
 
@@ -646,8 +646,8 @@ class ResourceHandler:
             # cur is the store's private decode of the stored bytes: viewing it needs no copy
             cur = _view(k, cur)
             cur["apiVersion"] = k.api_version
-            old = copy.deepcopy(cur)
-            new = mutate(cur)
+            old = deep_copy(cur)
+            new = mutate(cur)           # may change cur in place: old is the copy kept apart
             new = self._check_type(k, new)
             self._check_meta_types(k, new)
             self._unknown_fields(k, new, fv, warnings)
@@ -764,7 +764,7 @@ class ResourceHandler:
             raise status.bad_request("the body of the request was in an unknown format")
 
         def mutate(cur: dict) -> dict:
-            return copy.deepcopy(body)
+            return deep_copy(body)
         return await self._guaranteed(request, r, mutate, dry=dry, sub=r.sub)
 
     async def patch(self, request: web.Request, r: Req) -> web.StreamResponse:
@@ -791,13 +791,13 @@ class ResourceHandler:
         if ptype != "json" and not isinstance(body, dict):
             raise status.bad_request("json: cannot unmarshal into Go value of type map[string]interface {}")
 
-        def apply(doc: dict) -> dict:
+        def apply(doc: dict, in_place: bool = False) -> dict:
             try:
                 if ptype == "json":
-                    return apply_json_patch(doc, body)
+                    return apply_json_patch(doc, body, in_place=in_place)
                 if ptype == "merge":
-                    return apply_merge_patch(doc, body)
-                return apply_strategic_merge_patch(doc, body, root_type_for(k.group, k.kind))
+                    return apply_merge_patch(doc, body, in_place=in_place)
+                return apply_strategic_merge_patch(doc, body, root_type_for(k.group, k.kind), in_place=in_place)
             except PatchError as e:
                 raise status.from_patch_error(e)
 
@@ -807,9 +807,8 @@ class ResourceHandler:
             r = Req(r.kind, r.namespace, r.name, "status")
 
         def mutate(cur: dict) -> dict:
-            doc = apply(cur)
-            # a patch cannot change the version it was made against unless it names it
-            return doc
+            # cur is _update_fn's own copy (it keeps the old object apart): patched where it lies
+            return apply(cur, in_place=True)
         return await self._guaranteed(request, r, mutate, dry=dry, sub=r.sub, precondition_from_body=True)
 
     # --- scale -----------------------------------------------------------------------------
@@ -932,7 +931,7 @@ class ResourceHandler:
             if not fins and grace == 0 and not ns_pending:
                 result["delete"] = True
                 return None
-            new = copy.deepcopy(cur)
+            new = deep_copy(cur)
             nmd = new["metadata"]
             if fins != list(md.get("finalizers") or []):
                 nmd["finalizers"] = fins
@@ -953,7 +952,7 @@ class ResourceHandler:
         try:
             if dry:
                 cur = await self._read(r)
-                out = fn(copy.deepcopy(cur))
+                out = fn(deep_copy(cur))
                 return codec.json_response(_view(k, out if out is not None else cur))
             while True:
                 cur_old, cur_new = await self.store.guaranteed_update(key, fn)

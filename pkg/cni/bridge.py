@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
+import _socket as socket  # constants only; socket.py would import enum and selectors per exec
 import sys
 TYPE_CHECKING = False  # not typing's: the plugin is exec'd per pod and skips importing typing
 

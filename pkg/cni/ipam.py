@@ -22,7 +22,6 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import os
-from contextlib import contextmanager
 TYPE_CHECKING = False  # not typing's: the plugin is exec'd per pod and skips importing typing
 
 from kubelab.cni.spec import (CNIError, ERR_INTERNAL, ERR_IO, config_error, parse_dns,
@@ -37,6 +36,24 @@ Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 LAST_IP_PREFIX = "last_reserved_ip."
 LINE_BREAK = "\r\n"
+
+
+class _Lock:
+    """An exclusive flock on a file, for a with statement (contextlib is not imported per exec)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing drops the lock
 
 
 class Range:
@@ -248,14 +265,9 @@ class Store:
         except OSError as e:
             raise CNIError(ERR_IO, f"cannot create IPAM data dir {self.dir}: {e.strerror}") from None
 
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        fd = os.open(os.path.join(self.dir, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing drops the lock
+    def lock(self) -> "_Lock":
+        """The store's flock, held while the body runs."""
+        return _Lock(os.path.join(self.dir, "lock"))
 
     @staticmethod
     def _key(container_id: str, ifname: str) -> str:

@@ -25,7 +25,8 @@ _TEMPLATE = '''#!{python} -S
 # {name}, the CNI plugin of kubelab (kubelab.cni); written by kubelab.cni.launcher
 import sys
 sys.path.extend({extra_path!r})
-from importlib.util import module_from_spec, spec_from_file_location
+from _frozen_importlib import module_from_spec
+from _frozen_importlib_external import spec_from_file_location
 for name, path in {packages!r}:
     spec = spec_from_file_location(name, path + "/__init__.py", submodule_search_locations=[path])
     sys.modules[name] = module = module_from_spec(spec)

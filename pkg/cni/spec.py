@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-import json
+from kubelab.cni import cnijson as json  # json's C parts only: see cnijson
 TYPE_CHECKING = False  # not typing's: the plugin is exec'd per pod and skips importing typing
 
 if TYPE_CHECKING:

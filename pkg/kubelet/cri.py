@@ -31,6 +31,16 @@ def rpc_message(e: BaseException) -> str:
     return str(e)
 
 
+def _container_state(c: Any, full: Any, sandbox_id: str) -> ContainerState:
+    """A container's labels and annotations (from its listing or its status) with its full status."""
+    return ContainerState(
+        id=c.id, name=c.labels.get(CONTAINER_NAME, c.metadata.name), attempt=c.metadata.attempt,
+        state=CONTAINER_STATES.get(full.state, "unknown"), created_at=_secs(full.created_at),
+        started_at=_secs(full.started_at), finished_at=_secs(full.finished_at), exit_code=full.exit_code,
+        reason=full.reason, message=full.message, image=full.image.image, image_ref=full.image_ref,
+        hash=c.annotations.get(CONTAINER_HASH, ""), sandbox_id=sandbox_id)
+
+
 class RuntimeClient:
     def __init__(self, endpoint: str, timeout: float = 120.0) -> None:
         target = endpoint if endpoint.startswith("unix://") else f"unix://{endpoint}"
@@ -130,18 +140,7 @@ class RuntimeClient:
         for s in sorted(sbs, key=lambda s: (s.metadata.attempt, s.created_at), reverse=True):
             st = SandboxState(s.id, s.metadata.attempt, s.state == pb.SANDBOX_READY, _secs(s.created_at))
             if st.ready and not out.sandboxes:
-                known = self._sandbox_ips.get(s.id)
-                if known is not None:
-                    st.ip, st.ips = known[0], list(known[1])
-                else:
-                    try:
-                        full = await self.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=s.id),
-                                                              timeout=30)
-                        st.ip = full.status.network.ip
-                        st.ips = [st.ip] + [x.ip for x in full.status.network.additional_ips] if st.ip else []
-                        self._sandbox_ips[s.id] = (st.ip, list(st.ips))
-                    except grpc.aio.AioRpcError:
-                        st.ready = False
+                await self._fill_network(st)
             out.sandboxes.append(st)
         cs = (await self.rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(
             label_selector={POD_UID: uid})), timeout=30)).containers
@@ -150,21 +149,53 @@ class RuntimeClient:
             if known_c is not None and known_c[0] == c.state:
                 full = known_c[1]
             else:
-                try:
-                    full = (await self.rt.ContainerStatus(pb.ContainerStatusRequest(container_id=c.id),
-                                                          timeout=30)).status
-                except grpc.aio.AioRpcError:
-                    self._container_status.pop(c.id, None)
+                full = await self._read_container(c.id, c.state)
+                if full is None:
                     continue
-                if full.state == c.state and full.state != pb.CONTAINER_UNKNOWN:
-                    self._container_status[c.id] = (c.state, full)
-            out.containers.append(ContainerState(
-                id=c.id, name=c.labels.get(CONTAINER_NAME, c.metadata.name), attempt=c.metadata.attempt,
-                state=CONTAINER_STATES.get(full.state, "unknown"), created_at=_secs(full.created_at),
-                started_at=_secs(full.started_at), finished_at=_secs(full.finished_at), exit_code=full.exit_code,
-                reason=full.reason, message=full.message, image=full.image.image, image_ref=full.image_ref,
-                hash=c.annotations.get(CONTAINER_HASH, ""), sandbox_id=c.pod_sandbox_id))
+            out.containers.append(_container_state(c, full, c.pod_sandbox_id))
         return out
+
+    async def sandbox_state(self, sid: str, attempt: int) -> SandboxState:
+        """The sandbox this kubelet just ran, from one PodSandboxStatus (what pod_runtime would
+        list for it, without listing the pod's other objects again)."""
+        full = (await self.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid), timeout=30)).status
+        st = SandboxState(sid, attempt, full.state == pb.SANDBOX_READY, _secs(full.created_at))
+        if st.ready:
+            st.ip = full.network.ip
+            st.ips = [st.ip] + [x.ip for x in full.network.additional_ips] if st.ip else []
+            self._sandbox_ips[sid] = (st.ip, list(st.ips))
+        return st
+
+    async def container_state(self, cid: str, sandbox_id: str) -> ContainerState | None:
+        """A container this kubelet just created in sandbox_id, from one ContainerStatus; None if
+        the runtime no longer has it."""
+        full = await self._read_container(cid, None)
+        return _container_state(full, full, sandbox_id) if full is not None else None
+
+    async def _fill_network(self, st: SandboxState) -> None:
+        known = self._sandbox_ips.get(st.id)
+        if known is not None:
+            st.ip, st.ips = known[0], list(known[1])
+            return
+        try:
+            full = await self.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=st.id), timeout=30)
+        except grpc.aio.AioRpcError:
+            st.ready = False
+            return
+        st.ip = full.status.network.ip
+        st.ips = [st.ip] + [x.ip for x in full.status.network.additional_ips] if st.ip else []
+        self._sandbox_ips[st.id] = (st.ip, list(st.ips))
+
+    async def _read_container(self, cid: str, listed_state: int | None) -> Any:
+        """ContainerStatus, kept while the container's listed state stays what it was (None: gone)."""
+        try:
+            full = (await self.rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid), timeout=30)).status
+        except grpc.aio.AioRpcError:
+            self._container_status.pop(cid, None)
+            return None
+        if full.state != pb.CONTAINER_UNKNOWN and (listed_state is None or full.state == listed_state):
+            self._container_status[cid] = (full.state, full)
+        return full
 
     # -- images -----------------------------------------------------------------------------------
 

@@ -21,7 +21,6 @@ Created, Started, Killing, BackOff, Failed, FailedCreatePodSandBox, SandboxChang
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import time
 from pathlib import Path
@@ -54,6 +53,7 @@ from .stats import StatsProvider
 from . import static
 from .runtimespec import POD_UID, container_config, host_resolv, image_pull_policy, sandbox_config
 from .volumes import Mount, VolumeError, VolumeManager
+from kubelab.api.objcopy import deep_copy
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,7 @@ class Kubelet:
         self.static: dict[str, Obj] = {}                # uid -> static pod (from --pod-manifest-path)
         self.mirrors: dict[str, Obj] = {}               # "ns/name" -> mirror pod as the API has it
         self._mirror_written: dict[str, str] = {}       # static uid -> mirror uid its status went to
+        self._status_written: dict[str, Obj] = {}       # uid -> the status this kubelet last wrote (for echoes)
         self.runtime_name = "kubelab"
         self.host_dns = host_resolv(cfg.resolv_conf)
         self._pleg_seen: dict[str, tuple] = {}
@@ -229,7 +230,8 @@ class Kubelet:
         uid = pod["metadata"]["uid"]
         prev = self.known.get(uid)
         self.known[uid] = pod
-        if prev is not None and not _differ_semantically(prev, pod) and prev.get("status") == pod.get("status"):
+        if prev is not None and not _differ_semantically(prev, pod) and (
+                pod.get("status") == prev.get("status") or pod.get("status") == self._status_written.get(uid)):
             return          # the echo of this kubelet's own status write: nothing for the pod to do
         self._trigger(uid)
 
@@ -315,7 +317,7 @@ class Kubelet:
                     if pod is None:
                         await self._forget(uid)
                         return
-                    again = await self.sync_pod(copy.deepcopy(pod))
+                    again = await self.sync_pod(deep_copy(pod))
                     failures = 0
                 except asyncio.CancelledError:
                     raise
@@ -341,7 +343,7 @@ class Kubelet:
                 log.warning("removing sandbox %s of pod %s: %s", sb.id, uid, _rpc_message(e))
         self.backoff.forget_pod(uid)
         self.probes.remove_pod(uid)
-        for d in (self.start_times, self.waiting, self.liveness_failed, self._mirror_written):
+        for d in (self.start_times, self.waiting, self.liveness_failed, self._mirror_written, self._status_written):
             d.pop(uid, None)
         self.admitted.discard(uid)
         self._eviction_done(uid)
@@ -497,7 +499,10 @@ class Kubelet:
                 self._event(pod, "Warning", "FailedCreatePodSandBox", msg)
                 await self._write_status(pod, await self.runtime.pod_runtime(uid))
                 raise RuntimeError(msg) from None
-            rt = await self.runtime.pod_runtime(uid)
+            if acts.kill_pod or rt.sandboxes or rt.containers:
+                rt = await self.runtime.pod_runtime(uid)
+            else:       # the pod's first sandbox: the runtime holds nothing else of it to list again
+                rt = PodRuntime([await self.runtime.sandbox_state(sid, attempt)], [])
         if acts.done:
             await self._write_status(pod, rt)
             return None
@@ -516,13 +521,21 @@ class Kubelet:
             left = self.backoff.in_backoff(key, st.finished_at if st else 0)
             again = min(again or left + 0.1, left + 0.1)
         to_start = [acts.next_init] if acts.next_init is not None else list(acts.start)
+        created: list[str] = []
         for c in to_start:
-            delay = await self._start_container(pod, c, sid, sb_cfg, rt, waiting)
+            delay = await self._start_container(pod, c, sid, sb_cfg, rt, waiting, created)
             if delay:
                 again = min(again or delay, delay)
             if acts.next_init is not None:
                 break
-        await self._write_status(pod, await self.runtime.pod_runtime(uid))
+        if acts.kill or (acts.kill_pod and not acts.create_sandbox):
+            rt = await self.runtime.pod_runtime(uid)
+        else:       # what changed in the runtime is only the containers this sync created
+            for cid in created:
+                st = await self.runtime.container_state(cid, sid)
+                if st is not None:
+                    rt.containers.append(st)
+        await self._write_status(pod, rt)
         return again
 
     def _sandbox_config(self, pod: Obj, attempt: int) -> Obj:
@@ -582,7 +595,9 @@ class Kubelet:
         return image, None
 
     async def _start_container(self, pod: Obj, c: Obj, sid: str, sb_cfg: Obj, rt: PodRuntime,
-                               waiting: Waiting) -> float | None:
+                               waiting: Waiting, created: list[str]) -> float | None:
+        """Pull (per policy), create and start one container, running its postStart hook; the id
+        of a container it created is appended to `created`. Returns a retry delay, or None."""
         uid = pod["metadata"]["uid"]
         name = c["name"]
         fp = self._field(pod, name)
@@ -621,6 +636,7 @@ class Kubelet:
             waiting.reasons[name] = ("CreateContainerError", msg)
             self._event(pod, "Warning", "Failed", f"Error: {msg}", fp)
             return 5.0
+        created.append(cid)
         self._event(pod, "Normal", "Created", f"Created container {name}", fp)
         try:
             await self.runtime.start_container(cid)
@@ -739,6 +755,8 @@ class Kubelet:
                                           {"metadata": {"uid": target_uid}, "status": st}, "merge",
                                           subresource="status")
             pod["status"] = new.get("status") or st
+            if target_uid == uid:
+                self._status_written[uid] = pod["status"]
         except ApiError as e:
             if not (is_not_found(e) or is_conflict(e)):
                 raise
