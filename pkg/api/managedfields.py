@@ -36,9 +36,9 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any, Iterable
 
+from .objcopy import deep_copy
 from .patchmeta import OBJECT_META, field_meta
 from .validation import go_quote
-from .objcopy import deep_copy
 
 __all__ = [
     "ApplyConflict",

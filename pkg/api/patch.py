@@ -479,11 +479,13 @@ def apply_json_patch(doc: dict, ops: list, *, in_place: bool = False) -> dict:
 # JSON merge patch (RFC 7386), json-patch.v4 semantics
 # ---------------------------------------------------------------------------
 
-def _prune_nulls(v: Any) -> Any:
+def prune_nulls(v: Any) -> Any:
+    """v without its null members and items, at every depth: what a merge patch stores of a value
+    it sets (json-patch's pruneNulls)."""
     if isinstance(v, dict):
-        return {k: _prune_nulls(x) for k, x in v.items() if x is not None}
+        return {k: prune_nulls(x) for k, x in v.items() if x is not None}
     if isinstance(v, list):
-        return [_prune_nulls(x) for x in v if x is not None]
+        return [prune_nulls(x) for x in v if x is not None]
     return v
 
 
@@ -492,11 +494,11 @@ def _merge_docs(doc: dict, patch: dict) -> None:
         if v is None:
             doc.pop(k, None)
         elif doc.get(k) is None:
-            doc[k] = _prune_nulls(v)
+            doc[k] = prune_nulls(v)
         else:
             cur = doc[k]
             if not isinstance(cur, dict):
-                doc[k] = _prune_nulls(v)
+                doc[k] = prune_nulls(v)
             elif not isinstance(v, dict):
                 doc[k] = v
             else:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..api import managedfields
+from ..api.objcopy import deep_copy
 from ..api.patchmeta import root_type_for
 from . import codec, status
 from .objects import now_rfc3339
-from kubelab.api.objcopy import deep_copy
 
 
 async def server_side_apply(h, request: web.Request, r, body, dry: bool) -> web.StreamResponse:

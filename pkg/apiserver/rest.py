@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ..api import managedfields
 from ..api import validation as v
+from ..api.objcopy import deep_copy
 from ..api.patch import PatchError, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from ..api.patchmeta import root_type_for
 from ..api.registry import Kind, Registry, get_path, set_path
@@ -29,7 +30,6 @@ from . import codec, kubeletproxy, status, tables
 from .admission import Admission
 from .objects import (OBJECT_META_FIELDS, SYSTEM_META, generate_name, meta, name_validator, new_uid,
                       now_rfc3339, rfc3339_after, spec_changed)
-from kubelab.api.objcopy import deep_copy
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import grpc
 from aiohttp import web
 
+from kubelab.api.objcopy import deep_copy
 from kubelab.api.resources import to_int
 from kubelab.api.timefmt import now_rfc3339
 from kubelab.client.events import EventRecorder
@@ -53,7 +54,6 @@ from .stats import StatsProvider
 from . import static
 from .runtimespec import POD_UID, container_config, host_resolv, image_pull_policy, sandbox_config
 from .volumes import Mount, VolumeError, VolumeManager
-from kubelab.api.objcopy import deep_copy
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ class Kubelet:
         self.runtime_name = "kubelab"
         self.host_dns = host_resolv(cfg.resolv_conf)
         self._pleg_seen: dict[str, tuple] = {}
+        self._pleg_relisted = False                     # a relist has completed since this kubelet started
         self._static_changed = asyncio.Event()
         self._node_changed = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -436,6 +437,7 @@ class Kubelet:
                     self._trigger(uid)        # an orphan: its worker forgets it
             for uid in [u for u in self._pleg_seen if u not in seen]:
                 del self._pleg_seen[uid]
+            self._pleg_relisted = True
 
     # -- sync -------------------------------------------------------------------------------------
 
@@ -445,8 +447,13 @@ class Kubelet:
     async def sync_pod(self, pod: Obj) -> float | None:
         """One pass over a pod; returns seconds after which to look again (backoff), or None."""
         uid = pod["metadata"]["uid"]
+        if uid not in self.start_times and self._pleg_relisted and uid not in self._pleg_seen:
+            # first sync of a pod the last relist did not see: nothing of it can be in the runtime
+            # (this kubelet has made nothing for it yet, and an earlier one's would have been relisted)
+            rt = PodRuntime()
+        else:
+            rt = await self.runtime.pod_runtime(uid)
         self.start_times.setdefault(uid, (pod.get("status") or {}).get("startTime") or now_rfc3339())
-        rt = await self.runtime.pod_runtime(uid)
         if pod["metadata"].get("deletionTimestamp"):
             await self._terminate(pod, rt)
             self._eviction_done(uid)

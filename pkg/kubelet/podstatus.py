@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubelab.api.patch import prune_nulls
 from kubelab.api.timefmt import rfc3339
 
 from .actions import ContainerState, PodRuntime
@@ -118,7 +119,7 @@ def phase(pod: Obj, init_st: list[Obj], app_st: list[Obj]) -> str:
 def _cond(ctype: str, ok: bool, old: dict[str, Obj], now: str, reason: str = "", message: str = "") -> Obj:
     status = "True" if ok else "False"
     prev = old.get(ctype)
-    c: Obj = {"type": ctype, "status": status, "lastProbeTime": None,
+    c: Obj = {"type": ctype, "status": status,
               "lastTransitionTime": prev["lastTransitionTime"] if prev and prev.get("status") == status
               and prev.get("lastTransitionTime") else now}
     if not ok and reason:
@@ -173,4 +174,7 @@ def pod_status(pod: Obj, rt: PodRuntime, *, waiting: Waiting, ready: dict[str, b
     if ips:
         st["podIP"] = ips[0]
         st["podIPs"] = [{"ip": ip} for ip in ips]
-    return st
+    # as the status merge patch stores it (nulls dropped, e.g. a kept condition's lastProbeTime), so
+    # that comparing it with the pod's status finds no change where there is none (upstream compares
+    # Go structs, where null and absent are the same zero value)
+    return prune_nulls(st)

@@ -176,3 +176,20 @@ def test_waiting_reasons_and_last_state():
     assert st["containerStatuses"][0]["state"]["waiting"]["reason"] == "PodInitializing"
     assert {c["type"]: c for c in st["conditions"]}["Initialized"]["message"] == \
         "containers with incomplete status: [i1]"
+
+
+def test_status_is_what_its_merge_patch_stores_so_a_resync_writes_nothing():
+    from kubelab.api.patch import apply_merge_patch
+    p = pod()
+    # the binding's PodScheduled condition carries lastProbeTime: null, as upstream's does
+    p["status"] = {"conditions": [{"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                                   "lastTransitionTime": "T0"}]}
+    runtime = A.PodRuntime([A.SandboxState("s1", 0, True, 1.0, "10.0.0.2", ["10.0.0.2"])],
+                           [exited("c", 1, attempt=0), running("c", attempt=1, started_at=50.0)])
+    st = status(p, runtime)
+    stored = apply_merge_patch(p, {"status": st})["status"]
+    assert stored == st
+    assert {c["type"]: c for c in st["conditions"]}["PodScheduled"] == {
+        "type": "PodScheduled", "status": "True", "lastTransitionTime": "T0"}
+    p["status"] = stored
+    assert status(p, runtime) == stored          # the next sync finds nothing to write
