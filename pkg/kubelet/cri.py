@@ -31,6 +31,11 @@ def rpc_message(e: BaseException) -> str:
     return str(e)
 
 
+def _ips(network: Any) -> tuple[str, list[str]]:
+    """A PodSandboxNetworkStatus as (the pod IP, every pod IP)."""
+    return network.ip, ([network.ip] + [x.ip for x in network.additional_ips] if network.ip else [])
+
+
 def _container_state(c: Any, full: Any, sandbox_id: str) -> ContainerState:
     """A container's labels and annotations (from its listing or its status) with its full status."""
     return ContainerState(
@@ -161,8 +166,7 @@ class RuntimeClient:
         full = (await self.rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid), timeout=30)).status
         st = SandboxState(sid, attempt, full.state == pb.SANDBOX_READY, _secs(full.created_at))
         if st.ready:
-            st.ip = full.network.ip
-            st.ips = [st.ip] + [x.ip for x in full.network.additional_ips] if st.ip else []
+            st.ip, st.ips = _ips(full.network)
             self._sandbox_ips[sid] = (st.ip, list(st.ips))
         return st
 
@@ -182,8 +186,7 @@ class RuntimeClient:
         except grpc.aio.AioRpcError:
             st.ready = False
             return
-        st.ip = full.status.network.ip
-        st.ips = [st.ip] + [x.ip for x in full.status.network.additional_ips] if st.ip else []
+        st.ip, st.ips = _ips(full.status.network)
         self._sandbox_ips[st.id] = (st.ip, list(st.ips))
 
     async def _read_container(self, cid: str, listed_state: int | None) -> Any:
