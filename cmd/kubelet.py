@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from kubelab import logs
-from kubelab.cliflags import duration, labels, taint
+from kubelab.cliflags import add_bool, duration, labels, taint
 
 log = logging.getLogger("kubelab.kubelet")
 
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what an eviction must free beyond its threshold, e.g. memory.available=0Mi,nodefs.available=500Mi")
     p.add_argument("--eviction-max-pod-grace-period", type=int, default=0,
                    help="the longest grace period (seconds) a soft eviction gives a pod")
+    add_bool(p, "--kernel-memcg-notification", False,
+             "look for memory pressure as soon as the kernel's memory cgroup notifications say a memory "
+             "threshold was crossed, not only every 10 s (cgroup v1)")
     p.add_argument("--eviction-pressure-transition-period", type=duration, default=300.0,
                    help="how long a pressure condition stays after its threshold is no longer met")
     p.add_argument("--image-gc-high-threshold", type=int, default=85,
@@ -111,7 +114,8 @@ def _eviction_config(a: argparse.Namespace):
     if a.eviction_max_pod_grace_period < 0:
         raise ValueError("--eviction-max-pod-grace-period must not be negative")
     return EvictionConfig(thresholds=thresholds, pressure_transition_period=a.eviction_pressure_transition_period,
-                          max_pod_grace_period=a.eviction_max_pod_grace_period)
+                          max_pod_grace_period=a.eviction_max_pod_grace_period,
+                          kernel_memcg_notification=a.kernel_memcg_notification)
 
 
 def _route_ip(server: str) -> str:

@@ -142,7 +142,8 @@ class Kubelet:
         self.eviction = EvictionManager(cfg.eviction, summary=lambda: self.stats.summary(cfg.node_name),
                                         allocatable_memory=self._allocatable_memory, active_pods=self._active_pods,
                                         evict=self.evict_pod, pod_gone=lambda uid: uid not in self.evicting,
-                                        on_conditions=self._node_status_soon, reclaim=self._reclaim_node_level)
+                                        on_conditions=self._node_status_soon, reclaim=self._reclaim_node_level,
+                                        pods_cgroup=cfg.cgroup_root.rstrip("/") + "/kubepods")
         self.healthz = healthz_handler({"syncloop": self._syncloop_health})
 
     # -- node -------------------------------------------------------------------------------------

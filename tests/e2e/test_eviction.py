@@ -6,6 +6,8 @@ the kubepods cgroup) a BestEffort pod holding 560Mi puts the node under memory p
 kubelet reports MemoryPressure, the node controller taints the node, the hog (and only the hog) is
 evicted with upstream's status and message, a new BestEffort pod is refused while the condition
 holds (a Burstable one is not), and the condition clears after the pressure transition period.
+With --kernel-memcg-notification (cgroup v1) the kernel's threshold event on the kubepods cgroup
+starts the eviction manager's pass as the hog crosses the level.
 
 Disk: an emptyDir past its sizeLimit and a container past its ephemeral-storage limit are evicted
 at once. Then, the kubelet's root directory being a 300Mi filesystem with nodefs.available<40%, a
@@ -21,6 +23,7 @@ import psutil
 import pytest
 
 from kubelab.api.resources import to_int
+from kubelab.cri.runtime import cgroups
 from kubelab.lab.cluster import LabCluster
 from e2e.labkubectl import kjson, kubectl, wait_phase
 from polling import wait
@@ -36,7 +39,8 @@ def lab(test_images):
     cluster = LabCluster({"busybox": test_images["busybox"]}, nodes=1, kubelets=True,
                          kubelet_args=("--system-reserved", f"memory={reserved}",
                                        "--eviction-hard", "memory.available<100Mi",
-                                       "--eviction-pressure-transition-period", "25s"))
+                                       "--eviction-pressure-transition-period", "25s",
+                                       "--kernel-memcg-notification"))
     cluster.up()
     try:
         yield cluster
@@ -99,6 +103,9 @@ def test_memory_pressure_evicts_the_hog_and_refuses_best_effort_pods(lab, k):
     for name in ("bystander", "guaranteed"):
         wait(lambda: kjson(k, "get", "pod", name)["status"].get("phase") == "Running", 60, f"{name} Running")
 
+    if cgroups.version() == 1:      # the kubelet watches the kubepods cgroup's usage before the hog starts
+        wait(lambda: "setting notification threshold allocatableMemory.available" in
+             (lab.tmp / "node1" / "kubelet.log").read_text(), 30, "the memory threshold notifier set")
     # dd holds its 560Mi buffer while blocked writing into sleep's pipe
     k("apply", "-f", "-", input=pod_yaml("hog", image, "dd if=/dev/zero bs=560M count=1 | sleep 100000"))
     seen = {"condition": False, "taint": False}
@@ -119,6 +126,9 @@ def test_memory_pressure_evicts_the_hog_and_refuses_best_effort_pods(lab, k):
     assert {"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}.items() <= \
         next(c for c in st["conditions"] if c["type"] == "DisruptionTarget").items()
     assert seen["condition"], "MemoryPressure was never reported"
+    if cgroups.version() == 1:      # the kernel said so as the hog crossed the level, before the 10 s round
+        log = (lab.tmp / "node1" / "kubelet.log").read_text()
+        assert "eviction manager: hard allocatable memory eviction threshold crossed" in log, log[-3000:]
     events = kjson(k, "get", "events", "--field-selector", "involvedObject.name=hog,reason=Evicted")["items"]
     assert events and events[0]["type"] == "Warning" and events[0]["message"] == st["message"]
     for name in ("bystander", "guaranteed"):

@@ -2,6 +2,7 @@
 pressure conditions held for the transition period, ranking, messages and admission (upstream's
 eviction helpers_test.go and eviction_manager_test.go cases)."""
 import asyncio
+from decimal import Decimal
 
 import pytest
 
@@ -266,3 +267,26 @@ def test_memory_pressure_does_not_reclaim_disk():
                         summary=get_summary, allocatable_memory=lambda: None, active_pods=lambda: [pod("hog")],
                         evict=evict, pod_gone=lambda uid: True, reclaim=reclaim)
     assert len(asyncio.run(m.synchronize())) == 1 and reclaimed == []
+
+
+def test_memcg_notification_level_and_description():
+    from kubelab.kubelet.eviction.notifier import MemoryThresholdNotifier, memcg_threshold
+    from kubelab.kubelet.eviction.thresholds import Threshold, Value
+    Mi = 1 << 20
+    hard = Threshold("allocatableMemory.available", Value(quantity=Decimal(100 * Mi)))
+    # the working set may reach capacity - threshold; usage also counts the inactive file pages
+    assert memcg_threshold(hard, usage=300 * Mi, working_set=250 * Mi, capacity=500 * Mi) == 450 * Mi
+    pct = Threshold("memory.available", Value(percentage=0.1), grace_period=30.0, hard=False)
+    assert memcg_threshold(pct, usage=10 * Mi, working_set=10 * Mi, capacity=1000 * Mi) == 900 * Mi
+    n = MemoryThresholdNotifier.__new__(MemoryThresholdNotifier)
+    n.threshold = hard
+    assert n.description() == "hard allocatable memory eviction threshold"
+    n.threshold = pct
+    assert n.description() == "soft memory eviction threshold"
+
+
+def test_memcg_notification_flag():
+    from kubelab.cmd.kubelet import _eviction_config, build_parser
+    for argv, want in (([], False), (["--kernel-memcg-notification"], True),
+                       (["--kernel-memcg-notification=true"], True), (["--kernel-memcg-notification=false"], False)):
+        assert _eviction_config(build_parser().parse_args(argv)).kernel_memcg_notification is want

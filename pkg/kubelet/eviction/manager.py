@@ -3,7 +3,9 @@ period it reads the stats Summary, observes the signals, decides which threshold
 minimum reclaim and soft grace periods), keeps the node's pressure conditions (held for the
 pressure transition period), and when a threshold is met evicts one pod, ranked for the starved
 resource, then waits for it to be gone before looking again. Critical pods are never evicted.
-`admit` refuses new pods under pressure as upstream's lifecycle admit handler does.
+`admit` refuses new pods under pressure as upstream's lifecycle admit handler does. With
+--kernel-memcg-notification, a memory cgroup crossing a memory threshold starts a pass at once
+(notifier.py).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from . import ranking
+from .notifier import MemoryThresholdNotifier, NotifierError
 from .thresholds import (ALLOCATABLE_MEMORY_AVAILABLE, IMAGEFS_AVAILABLE, IMAGEFS_INODES_FREE, MEMORY_AVAILABLE,
                          NODEFS_AVAILABLE, NODEFS_INODES_FREE, PID_AVAILABLE, Observation, Threshold,
                          conditions_within_transition, first_observed, grace_periods_passed, node_conditions,
@@ -34,6 +37,7 @@ class EvictionConfig:
     pressure_transition_period: float = 300.0
     max_pod_grace_period: int = 0
     monitoring_period: float = 10.0
+    kernel_memcg_notification: bool = False
 
 
 def observe(summary: Obj, allocatable_memory: int | None) -> dict[str, Observation]:
@@ -69,7 +73,7 @@ class EvictionManager:
                  evict: Callable[[Obj, int, str, dict[str, str]], Awaitable[bool]],
                  pod_gone: Callable[[str], bool], on_conditions: Callable[[], None] | None = None,
                  reclaim: Callable[[str], Awaitable[None]] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, pods_cgroup: str = "/kubepods") -> None:
         self.config = config
         self._summary = summary
         self._allocatable_memory = allocatable_memory
@@ -83,6 +87,10 @@ class EvictionManager:
         self._met: list[Threshold] = []
         self._first_observed: dict[Threshold, float] = {}
         self._last_observed: dict[str, float] = {}
+        self._pods_cgroup = pods_cgroup         # where allocatableMemory.available's notifier watches
+        self._notifiers: list[MemoryThresholdNotifier] = []
+        self._wake = asyncio.Event()
+        self._summary_seen: Obj | None = None
 
     def admit(self, pod: Obj) -> str | None:
         return ranking.admit(pod, self.conditions)
@@ -90,7 +98,7 @@ class EvictionManager:
     async def synchronize(self) -> list[Obj]:
         """One pass; returns the pods evicted (at most one)."""
         cfg = self.config
-        summary = await self._summary()
+        summary = self._summary_seen = await self._summary()
         observed = observe(summary, self._allocatable_memory())
         now = self._clock()
         met = thresholds_met(cfg.thresholds, observed)
@@ -152,12 +160,46 @@ class EvictionManager:
         while not self._pod_gone(uid) and self._clock() < deadline:
             await asyncio.sleep(1)
 
-    async def run(self) -> None:
-        while True:
+    def _threshold_crossed(self, description: str) -> None:
+        log.info("eviction manager: %s crossed", description)
+        self._wake.set()
+
+    def _start_notifiers(self) -> None:
+        for t in self.config.thresholds:
+            if t.signal in (MEMORY_AVAILABLE, ALLOCATABLE_MEMORY_AVAILABLE):
+                try:
+                    self._notifiers.append(MemoryThresholdNotifier(t, self._pods_cgroup, self._threshold_crossed))
+                except NotifierError as e:
+                    log.info("eviction manager: failed to create memory threshold notifier: %s", e)
+
+    def _update_notifiers(self) -> None:
+        if self._summary_seen is None:
+            return
+        for n in self._notifiers:
             try:
-                await self.synchronize()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:              # stats unavailable for a round: try again next period
-                log.warning("eviction manager: synchronize failed: %s", e)
-            await asyncio.sleep(self.config.monitoring_period)
+                n.update(self._summary_seen, self._allocatable_memory())
+            except NotifierError as e:
+                log.info("eviction manager: failed to update notifier %s: %s", n.description(), e)
+
+    async def run(self) -> None:
+        if self.config.kernel_memcg_notification:
+            self._start_notifiers()
+        try:
+            while True:
+                self._wake.clear()              # a crossing from now on brings the next pass forward
+                try:
+                    await self.synchronize()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:              # stats unavailable for a round: try again next period
+                    log.warning("eviction manager: synchronize failed: %s", e)
+                self._update_notifiers()
+                try:
+                    async with asyncio.timeout(self.config.monitoring_period):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            for n in self._notifiers:
+                n.stop()
+            self._notifiers.clear()
