@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kubelab.api.timefmt import parse_time
+from kubelab.client.leaderelection import JITTER_FACTOR
 from kubelab.client.rest import Client
 from kubelab.lab.controlplane import free_port, spawn, stop
 
@@ -110,11 +111,12 @@ def test_leader_failover_keeps_replica_counts_exact(control_plane, tmp_path):
                 else:
                     raise AssertionError(f"{kind}: nobody took the lease over")
                 took = acquired - killed
-                # a candidate sees the last renewal up to one retry period late (with jitter) and tries again
-                # every retry period: lease duration + 2 x 1.2 x retry period is the bound, as upstream's,
-                # plus the two lease reads that found the renewal and the expiry (as slow as ours were
-                # meanwhile) and 0.3 s of scheduling slack
-                bound = LEASE_DURATION + 2 * 1.2 * RETRY_PERIOD + 2 * rtt + 0.3
+                # a candidate tries every retry period x (1 + 1.2 x rand) (upstream's JitterUntil with
+                # jitter 1.2: up to 2.2 retry periods apart), so it sees the last renewal up to 2.2 retry
+                # periods late and the lease's expiry up to 2.2 retry periods late again: lease duration
+                # + 2 x 2.2 x retry period is the bound, plus the two lease reads that found the renewal
+                # and the expiry (as slow as ours were meanwhile) and 0.3 s of scheduling slack
+                bound = LEASE_DURATION + 2 * (1 + JITTER_FACTOR) * RETRY_PERIOD + 2 * rtt + 0.3
                 assert took <= bound, f"{kind}: the successor took over after {took:.2f}s (bound {bound:.2f}s)"
                 await ready(60 if kind == "cm" else 90)
             await asyncio.sleep(1.5)
