@@ -7,7 +7,6 @@ optimistic concurrency). A missing object is created.
 """
 from __future__ import annotations
 
-
 from aiohttp import web
 
 from ..api import managedfields

@@ -5,7 +5,9 @@ encoder (json's accelerator module, _json), without importing json itself.
 enum, functools and collections modules re needs) for the pure-Python fallback's patterns, which
 the C scanner never uses. loads() drives _json's scanner the way json.JSONDecoder does; dumps()
 prints what the plugin prints (results, errors, version info: dicts, lists, strings, numbers, bools,
-None) as json.dumps does, indented by 4 where the reference plugins indent. An interpreter without _json gets json's.
+None) as json.dumps does, indented by 4 where the reference plugins indent; anything else (a
+non-string key, an object JSON cannot carry) goes to json.dumps. An interpreter without _json gets
+json's.
 Errors go through json proper (imported then): ValueError subclasses with json's messages.
 """
 from __future__ import annotations
@@ -33,7 +35,6 @@ class _Context:
     parse_float = float
     parse_int = int
     parse_constant = _CONSTANTS.__getitem__
-    memo: dict = {}
 
 
 _scan = _json.make_scanner(_Context()) if _json is not None else None
@@ -62,15 +63,22 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data)
 
 
+class _NotPlain(Exception):
+    """A value (or key) the plugin never prints: json.dumps handles the whole object then."""
+
+
 def dumps(obj: Any, indent: int | None = None, separators: tuple[str, str] | None = None) -> str:
     """JSON as json.dumps(obj, indent=indent, separators=separators) prints it."""
-    if _json is None:
-        import json
-        return json.dumps(obj, indent=indent, separators=separators)
-    item_sep, key_sep = separators or ((", ", ": ") if indent is None else (",", ": "))
-    out: list[str] = []
-    _emit(obj, out, indent, 0, item_sep, key_sep)
-    return "".join(out)
+    if _json is not None:
+        item_sep, key_sep = separators or ((", ", ": ") if indent is None else (",", ": "))
+        out: list[str] = []
+        try:
+            _emit(obj, out, indent, 0, item_sep, key_sep)
+            return "".join(out)
+        except _NotPlain:
+            pass
+    import json
+    return json.dumps(obj, indent=indent, separators=separators)
 
 
 def _emit(o: Any, out: list[str], indent: int | None, level: int, item_sep: str, key_sep: str) -> None:
@@ -86,9 +94,10 @@ def _emit(o: Any, out: list[str], indent: int | None, level: int, item_sep: str,
         out.append(int.__repr__(o))
     elif isinstance(o, float):
         out.append("NaN" if o != o else "Infinity" if o == _INF else "-Infinity" if o == -_INF else float.__repr__(o))
-    elif isinstance(o, dict) or isinstance(o, (list, tuple)):
-        items = list(o.items()) if isinstance(o, dict) else list(o)
-        opening, closing = ("{", "}") if isinstance(o, dict) else ("[", "]")
+    elif isinstance(o, (dict, list, tuple)):
+        is_map = isinstance(o, dict)
+        items = list(o.items()) if is_map else list(o)
+        opening, closing = ("{", "}") if is_map else ("[", "]")
         if not items:
             out.append(opening + closing)
             return
@@ -99,16 +108,12 @@ def _emit(o: Any, out: list[str], indent: int | None, level: int, item_sep: str,
             if i:
                 out.append(item_sep)
             out.append(inner)
-            if isinstance(o, dict):
-                k, v = item
+            if is_map:
+                k, item = item
                 if not isinstance(k, str):
-                    import json
-                    k = json.loads(json.dumps({k: None})).popitem()[0]
+                    raise _NotPlain()
                 out.append(_json.encode_basestring_ascii(k) + key_sep)
-                _emit(v, out, indent, level + 1, item_sep, key_sep)
-            else:
-                _emit(item, out, indent, level + 1, item_sep, key_sep)
+            _emit(item, out, indent, level + 1, item_sep, key_sep)
         out.append(outer + closing)
     else:
-        import json
-        out.append(json.dumps(o))       # raises json's TypeError for what JSON cannot carry
+        raise _NotPlain()

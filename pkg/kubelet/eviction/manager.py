@@ -19,7 +19,7 @@ from . import ranking
 from .notifier import MemoryThresholdNotifier, NotifierError
 from .thresholds import (ALLOCATABLE_MEMORY_AVAILABLE, IMAGEFS_AVAILABLE, IMAGEFS_INODES_FREE, MEMORY_AVAILABLE,
                          NODEFS_AVAILABLE, NODEFS_INODES_FREE, PID_AVAILABLE, Observation, Threshold,
-                         conditions_within_transition, first_observed, grace_periods_passed, node_conditions,
+                         conditions_within_transition, first_observed, grace_periods_passed, memory_stats, node_conditions,
                          pick_threshold, reclaim_resource, thresholds_met)
 
 log = logging.getLogger(__name__)
@@ -44,10 +44,10 @@ def observe(summary: Obj, allocatable_memory: int | None) -> dict[str, Observati
     """The signals from a stats Summary (upstream's makeSignalObservations)."""
     node = summary.get("node") or {}
     out: dict[str, Observation] = {}
-    mem = node.get("memory") or {}
+    mem = memory_stats(summary, MEMORY_AVAILABLE)
     if "availableBytes" in mem and "workingSetBytes" in mem:
         out[MEMORY_AVAILABLE] = Observation(mem["availableBytes"], mem["availableBytes"] + mem["workingSetBytes"])
-    pods_mem = next((c.get("memory") or {} for c in node.get("systemContainers") or [] if c.get("name") == "pods"), {})
+    pods_mem = memory_stats(summary, ALLOCATABLE_MEMORY_AVAILABLE)
     if allocatable_memory and "workingSetBytes" in pods_mem:
         out[ALLOCATABLE_MEMORY_AVAILABLE] = Observation(allocatable_memory - pods_mem["workingSetBytes"],
                                                         allocatable_memory)
@@ -90,7 +90,7 @@ class EvictionManager:
         self._pods_cgroup = pods_cgroup         # where allocatableMemory.available's notifier watches
         self._notifiers: list[MemoryThresholdNotifier] = []
         self._wake = asyncio.Event()
-        self._summary_seen: Obj | None = None
+        self._seen: tuple[Obj, dict[str, Observation]] | None = None    # the last Summary and its signals
 
     def admit(self, pod: Obj) -> str | None:
         return ranking.admit(pod, self.conditions)
@@ -98,8 +98,9 @@ class EvictionManager:
     async def synchronize(self) -> list[Obj]:
         """One pass; returns the pods evicted (at most one)."""
         cfg = self.config
-        summary = self._summary_seen = await self._summary()
+        summary = await self._summary()
         observed = observe(summary, self._allocatable_memory())
+        self._seen = summary, observed
         now = self._clock()
         met = thresholds_met(cfg.thresholds, observed)
         if self._met:
@@ -173,11 +174,12 @@ class EvictionManager:
                     log.info("eviction manager: failed to create memory threshold notifier: %s", e)
 
     def _update_notifiers(self) -> None:
-        if self._summary_seen is None:
+        if self._seen is None:
             return
+        summary, observed = self._seen
         for n in self._notifiers:
             try:
-                n.update(self._summary_seen, self._allocatable_memory())
+                n.update(memory_stats(summary, n.threshold.signal), observed.get(n.threshold.signal))
             except NotifierError as e:
                 log.info("eviction manager: failed to update notifier %s: %s", n.description(), e)
 

@@ -7,7 +7,8 @@ cgroup v1 only, as upstream: an eventfd registered through the cgroup's cgroup.e
 memory.usage_in_bytes fires when usage crosses the value. memory.available watches the root memory
 cgroup, allocatableMemory.available the pods' cgroup (<cgroup root>/kubepods). The value is set
 where the working set reaches capacity minus the threshold: usage counts inactive file pages the
-working set leaves out, so they are added back, and it is recomputed from every Summary.
+working set leaves out, so they are added back, and it is recomputed from every Summary (the
+eviction manager's own observation of the signal gives the capacity).
 """
 from __future__ import annotations
 
@@ -15,15 +16,13 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from kubelab.cri.runtime import cgroups
 
-from .thresholds import ALLOCATABLE_MEMORY_AVAILABLE, MEMORY_AVAILABLE, Threshold
+from .thresholds import ALLOCATABLE_MEMORY_AVAILABLE, MEMORY_AVAILABLE, Observation, Threshold
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 USAGE_FILE = "memory.usage_in_bytes"
 
@@ -100,21 +99,13 @@ class MemoryThresholdNotifier:
         allocatable = "allocatable " if self.threshold.signal == ALLOCATABLE_MEMORY_AVAILABLE else ""
         return f"{hard} {allocatable}memory eviction threshold"
 
-    def update(self, summary: Obj, allocatable_memory: int | None) -> None:
-        """Move the notification to where this Summary puts the threshold (NotifierError if the
-        Summary lacks what that needs, or the kernel refuses)."""
-        node = summary.get("node") or {}
-        if self.threshold.signal == ALLOCATABLE_MEMORY_AVAILABLE:
-            mem = next((c.get("memory") or {} for c in node.get("systemContainers") or [] if c.get("name") == "pods"),
-                       {})
-            capacity = allocatable_memory
-        else:
-            mem = node.get("memory") or {}
-            capacity = mem["availableBytes"] + mem["workingSetBytes"] if "availableBytes" in mem and \
-                "workingSetBytes" in mem else None
-        if not capacity or "usageBytes" not in mem or "workingSetBytes" not in mem:
-            raise NotifierError(f"summary was incomplete for {self.threshold.signal}: {mem}")
-        value = memcg_threshold(self.threshold, mem["usageBytes"], mem["workingSetBytes"], capacity)
+    def update(self, mem: Mapping[str, Any], observed: Observation | None) -> None:
+        """Move the notification to where the threshold lies now: `mem` is the memory stats the signal
+        is read from (thresholds.memory_stats), `observed` the signal's observation with its capacity.
+        NotifierError if they lack what that needs, or the kernel refuses."""
+        if observed is None or not observed.capacity or "usageBytes" not in mem or "workingSetBytes" not in mem:
+            raise NotifierError(f"summary was incomplete for {self.threshold.signal}: {dict(mem)}")
+        value = memcg_threshold(self.threshold, mem["usageBytes"], mem["workingSetBytes"], observed.capacity)
         if value <= 0 or (self.notifier is not None and self.notifier.value == value):
             return
         first = self.notifier is None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from kubelab.api.quantity import BINARY_SI, QuantityError, format_quantity, parse
 from kubelab.api.resources import to_int
@@ -73,6 +73,16 @@ class Threshold:
     grace_period: float = 0.0           # seconds; 0 for hard thresholds
     min_reclaim: Value = field(default_factory=Value)
     hard: bool = True
+
+
+def memory_stats(summary: Mapping[str, Any], signal: str) -> Mapping[str, Any]:
+    """The Summary's memory stats a memory signal is read from: the node's for memory.available,
+    the kubepods "pods" system container's for allocatableMemory.available ({} if absent)."""
+    node = summary.get("node") or {}
+    if signal == ALLOCATABLE_MEMORY_AVAILABLE:
+        return next((c.get("memory") or {} for c in node.get("systemContainers") or [] if c.get("name") == "pods"),
+                    {})
+    return node.get("memory") or {}
 
 
 @dataclass(frozen=True)
